@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make run    set up .venv, then run the main job on the embedded default (synthetic data, CPU)
+#   make test   set up .venv, then run the test suite (what CI runs, via .ci/run)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN ?= runs/default
+
+.PHONY: setup run test lint clean
+
+setup: $(VENV)/.installed
+
+# torch first, from the pinned CPU wheel: any later range that admits a newer torch would
+# otherwise pull several GB of CUDA wheels. constraints.txt keeps it pinned afterwards.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/python tools/prepare_data.py out=$(RUN)/data
+	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data out=$(RUN)/eval
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check lit_verbrec tools tests
+
+clean:
+	rm -rf $(VENV) runs

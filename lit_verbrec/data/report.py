@@ -1,0 +1,40 @@
+"""A count of everything a data step skipped or repaired, with the first place it happened.
+
+Nothing is dropped silently: every reader and builder records each skip here, and the
+tools print `report.lines()` in their summary and save `report.as_dict()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Skip:
+    count: int
+    first: str
+    """Where the first one was, e.g. "ratings.csv line 7 (item '42')"."""
+
+
+@dataclass
+class DataReport:
+    skips: dict[str, Skip] = field(default_factory=dict)
+    """reason -> how many rows and where the first one was."""
+
+    def skip(self, reason: str, count: int, first: str) -> None:
+        """Record `count` rows skipped for `reason` (no-op for count 0)."""
+        if count <= 0:
+            return
+        if reason in self.skips:
+            self.skips[reason].count += count
+        else:
+            self.skips[reason] = Skip(count, first)
+
+    def count(self, reason: str) -> int:
+        return self.skips[reason].count if reason in self.skips else 0
+
+    def lines(self) -> list[str]:
+        return [f"skipped {s.count:,} {reason} (first: {s.first})" for reason, s in self.skips.items()]
+
+    def as_dict(self) -> dict:
+        return {reason: {"count": s.count, "first": s.first} for reason, s in self.skips.items()}
