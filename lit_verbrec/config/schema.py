@@ -110,7 +110,7 @@ class SyntheticConfig:
     users: int = 2000
     """Number of users (main viewers) to simulate."""
     interactions_per_user: int = 100
-    """Interactions per user before the three held-out plays (validation, test, one spare)."""
+    """Interactions per user before the three held-out plays (the train, validation and test targets)."""
     movies: int = 1500
     """Movies in the catalog."""
     series: int = 200
@@ -119,6 +119,8 @@ class SyntheticConfig:
     """Share of users whose account a second viewer with other tastes also uses."""
     noise_share: float = 0.35
     """Share of events that carry no taste: autoplay previews, trailers, accidental short plays."""
+    continuation_share: float = 0.2
+    """Chance that a held-out play continues a started series (not a discovery) instead of a new title."""
     start: str = "2025-06-01"
     """First day of the simulated log (ISO date)."""
     days: int = 90
@@ -129,6 +131,7 @@ class SyntheticConfig:
             _require(getattr(self, name) > 0, f"data.synthetic.{name}", "must be positive")
         _require(0.0 <= self.household_share <= 1.0, "data.synthetic.household_share", "must be in [0, 1]")
         _require(0.0 <= self.noise_share < 1.0, "data.synthetic.noise_share", "must be in [0, 1)")
+        _require(0.0 <= self.continuation_share <= 1.0, "data.synthetic.continuation_share", "must be in [0, 1]")
 
 
 @dataclass
@@ -324,7 +327,8 @@ class ClusterConfig:
 class EvalConfig:
     split: str = "test"
     """Which prepared split to score: train, val or test."""
-    rows: list[str] = field(default_factory=lambda: ["random", "popularity", "lexical/template", "lexical/template+metadata"])
+    rows: list[str] = field(default_factory=lambda: ["random", "popularity", "lexical/template", "lexical/template+metadata",
+                                                     "lexical/taste-lines+metadata"])
     """Systems to score, each `reasoner` or `reasoner/verbalization` (see tools/evaluate.py --help)."""
     reference: str = "lexical/template"
     """Row that relative changes are measured against (the paper's template baseline)."""

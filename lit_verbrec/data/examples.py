@@ -1,0 +1,233 @@
+"""Canonical tables -> reranking examples: the paper's task (section 5.1).
+
+For each chosen target interaction: history = up to `history_len` most recent interactions
+of the user before it (oldest first); candidates = the target plus `num_candidates - 1`
+negatives, shuffled with a seeded generator. Negatives are *titles* (a movie, or a series
+shown as its first episode) the user never interacted with anywhere in the log, drawn
+uniformly or by play count. `is_discovery` is true when the target's title (its series,
+for an episode) appears nowhere earlier in the user's log: the paper's "items the user has
+not previously watched".
+
+Targets are interactions whose event is in `target_events` (plays by default) lasting at
+least `min_target_duration` minutes, with at least `min_history` interactions before them.
+  leave_last_out  per user: the last target is test, the one before validation, the
+                  `train_targets_per_user` before that train.
+  time            global cut-offs at the end of the log's span: per user the first target
+                  in the test window is test, the first in the validation window is
+                  validation, the last `train_targets_per_user` before it are train.
+Everything is vectorised over the whole log except the negative draw, one loop per example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from lit_verbrec.config.schema import ExamplesConfig
+from lit_verbrec.data.report import DataReport
+from lit_verbrec.data.schema import EXAMPLES, CanonicalData, DataError
+from lit_verbrec.data.titles import TitleIndex
+
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class PreparedData:
+    examples: pa.Table   # EXAMPLES schema (history structs also carry any extra interaction columns)
+    items: pa.Table      # ITEMS schema + `popularity` (plays of the item's title outside val/test targets)
+    summary: dict
+
+
+def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport,
+                   progress: bool = False) -> PreparedData:
+    inter = data.interactions
+    n = inter.num_rows
+    titles = TitleIndex(data.items)
+    user = inter["user"].combine_chunks()
+    user_codes = np.asarray(pc.dictionary_encode(user).indices)
+    starts = np.flatnonzero(np.r_[True, user_codes[1:] != user_codes[:-1]])   # first row of each user
+    user_start = np.repeat(starts, np.diff(np.r_[starts, n]))                  # [n] first row of own user
+    position = np.arange(n) - user_start                                       # rows of the user before this one
+    title = titles.title_of(inter["item"])                                     # [n] title code of each row
+    ts = inter["timestamp"].combine_chunks().cast(pa.int64()).to_numpy()
+    duration = inter["duration"].combine_chunks().to_numpy(zero_copy_only=False)
+
+    eligible = (np.isin(inter["event"].to_numpy(zero_copy_only=False), cfg.target_events)
+                & ~(duration < cfg.min_target_duration))                       # NaN duration passes
+    enough = position >= cfg.min_history
+    users_total = len(starts)
+    users_with_target = np.unique(user_codes[eligible & enough]).size
+    report.skip("users with too little history", users_total - users_with_target,
+                f"fewer than {cfg.min_history} interactions before every target"
+                f"{_first_user(user, user_codes, eligible & enough)}")
+    split = _assign_splits(eligible & enough, user_codes, ts, cfg)              # [n] -1 or split code
+    rows = np.flatnonzero(split >= 0)
+
+    # Discovery: no earlier row of the same user on the same title.
+    order = np.lexsort((np.arange(n), title, user_codes))
+    same = np.r_[False, (user_codes[order][1:] == user_codes[order][:-1]) & (title[order][1:] == title[order][:-1])]
+    seen_before = np.zeros(n, dtype=bool)
+    seen_before[order[same]] = True
+
+    # Popularity of titles from plays, leaving out the validation and test targets themselves.
+    plays = inter["event"].to_numpy(zero_copy_only=False) == "play"
+    plays[rows[split[rows] >= SPLIT_CODE["val"]]] = False
+    popularity = np.bincount(title[plays], minlength=titles.n_titles).astype(np.int64)
+
+    negatives = _draw_negatives(rows, user_codes, user_start, title, popularity, titles, cfg, seed, report, progress)
+    keep = negatives[:, 0] >= 0
+    rows, negatives = rows[keep], negatives[keep]
+    rng = np.random.default_rng([seed, 1])
+    target_index = rng.integers(0, cfg.num_candidates, len(rows))
+    candidates = _insert(titles.rep_item_code(negatives), titles.item_code(inter["item"])[rows], target_index)
+
+    lo = np.maximum(user_start[rows], rows - cfg.history_len)
+    lengths = rows - lo
+    flat = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+    history_struct = pa.StructArray.from_arrays(
+        [inter[c].combine_chunks() for c in inter.column_names if c != "user"],
+        names=[c for c in inter.column_names if c != "user"])
+    split_names = np.array(list(SPLIT_CODE))[split[rows]]
+    rank = _rank_within(user_codes[rows], split[rows])
+    examples = pa.table({
+        "example_id": pc.binary_join_element_wise(user.take(rows), pa.array(split_names), pa.array(rank.astype(str)), "/"),
+        "user": user.take(rows),
+        "split": pa.array(split_names),
+        "timestamp": inter["timestamp"].combine_chunks().take(rows),
+        "target": inter["item"].combine_chunks().take(rows),
+        "target_index": pa.array(target_index.astype(np.int16)),
+        "candidates": pa.ListArray.from_arrays(pa.array(np.arange(0, candidates.size + 1, cfg.num_candidates, dtype=np.int32)),
+                                               titles.items.take(pa.array(candidates.ravel()))),
+        "is_discovery": pa.array(~seen_before[rows]),
+        "history": pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)),
+                                            history_struct.take(pa.array(flat))),
+    })
+    _check_schema(examples)
+    items = data.items.append_column("popularity", pa.array(popularity[titles.item_title]))
+    return PreparedData(examples, items, _summary(examples, users_total, report))
+
+
+def _assign_splits(ok: np.ndarray, user_codes: np.ndarray, ts: np.ndarray, cfg: ExamplesConfig) -> np.ndarray:
+    """[n] split code of each row chosen as a target, -1 elsewhere."""
+    split = np.full(len(ok), -1, dtype=np.int8)
+    idx = np.flatnonzero(ok)
+    u = user_codes[idx]
+    if cfg.split == "leave_last_out":
+        from_end = _rank_within(u[::-1], np.zeros(len(u), dtype=np.int8))[::-1]  # 0 = user's last target
+        split[idx[from_end == 0]] = SPLIT_CODE["test"]
+        split[idx[from_end == 1]] = SPLIT_CODE["val"]
+        split[idx[(from_end >= 2) & (from_end < 2 + cfg.train_targets_per_user)]] = SPLIT_CODE["train"]
+        return split
+    span = ts.max() - ts.min()
+    t_test = ts.max() - cfg.test_share * span
+    t_val = t_test - cfg.val_share * span
+    window = np.where(ts[idx] >= t_test, 2, np.where(ts[idx] >= t_val, 1, 0))
+    from_start = _rank_within(u, window)                                      # 0 = first in window
+    from_end = _rank_within(u[::-1], window[::-1])[::-1]                      # 0 = last in window
+    split[idx[(window == 2) & (from_start == 0)]] = SPLIT_CODE["test"]
+    split[idx[(window == 1) & (from_start == 0)]] = SPLIT_CODE["val"]
+    split[idx[(window == 0) & (from_end < cfg.train_targets_per_user)]] = SPLIT_CODE["train"]
+    return split
+
+
+def _rank_within(keys: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """Occurrence number (0, 1, ...) of each element among equal (key, sub) pairs, in order."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(len(keys)), sub, keys))
+    k, s = keys[order], sub[order]
+    new = np.r_[True, (k[1:] != k[:-1]) | (s[1:] != s[:-1])]
+    group_start = np.maximum.accumulate(np.where(new, np.arange(len(k)), 0))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(k)) - group_start
+    return rank
+
+
+def _draw_negatives(rows, user_codes, user_start, title, popularity, titles: TitleIndex, cfg: ExamplesConfig,
+                    seed: int, report: DataReport, progress: bool) -> np.ndarray:
+    """[E, num_candidates - 1] title codes the user never touched; a row of -1 when too few exist."""
+    k = cfg.num_candidates - 1
+    rng = np.random.default_rng([seed, 0])
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    # Popularity sampling uses play counts + 1, so titles nobody played can still be negatives.
+    cdf = np.cumsum(popularity + 1.0) if cfg.negatives == "popularity" else None
+    user_end = np.r_[np.flatnonzero(np.diff(user_codes)) + 1, len(user_codes)]
+    touched, current, short = None, -1, []
+    for e, r in enumerate(tqdm(rows, desc="negatives", unit="example", disable=not progress, mininterval=1.0)):
+        if user_codes[r] != current:
+            current = user_codes[r]
+            touched = np.unique(title[user_start[r]:user_end[current]])
+        if titles.n_titles - len(touched) < k:
+            short.append(e)
+            continue
+        chosen = np.zeros(0, dtype=np.int64)
+        for attempt in range(50):
+            size = 2 * k + 8
+            draw = rng.integers(0, titles.n_titles, size) if cdf is None else \
+                np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
+            if attempt == 49:  # the user touched nearly every likely title: take from the rest uniformly
+                draw = rng.permutation(np.setdiff1d(np.arange(titles.n_titles), touched))
+            draw = draw[~_member(draw, touched)]
+            both = np.r_[chosen, draw]
+            _, first = np.unique(both, return_index=True)
+            chosen = both[np.sort(first)]
+            if len(chosen) >= k:
+                break
+        out[e] = chosen[:k]
+    if short:
+        report.skip("examples whose user touched too much of the catalog to draw negatives", len(short),
+                    f"user {user_codes[rows[short[0]]]}: fewer than {k} untouched titles")
+    return out
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_set, values).clip(max=len(sorted_set) - 1)
+    return sorted_set[pos] == values
+
+
+def _insert(negatives: np.ndarray, target: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """[E, k] + [E] at [E] -> [E, k + 1] with the target at `position` in each row."""
+    e, k = negatives.shape
+    out = np.empty((e, k + 1), dtype=np.int64)
+    slot = np.arange(k + 1)[None, :]
+    before = slot < position[:, None]
+    out[before] = negatives[:, :k][before[:, :k]]
+    after = slot > position[:, None]
+    out[after] = negatives[after[:, 1:]]
+    out[np.arange(e), position] = target
+    return out
+
+
+def _first_user(user: pa.Array, user_codes: np.ndarray, ok: np.ndarray) -> str:
+    without = np.setdiff1d(np.unique(user_codes), np.unique(user_codes[ok]))
+    if len(without) == 0:
+        return ""
+    return f"; e.g. user '{user[int(np.flatnonzero(user_codes == without[0])[0])].as_py()}'"
+
+
+def _check_schema(examples: pa.Table) -> None:
+    for f in EXAMPLES:
+        got = examples.schema.field(f.name).type
+        if f.name != "history" and got != f.type:
+            raise AssertionError(f"examples.{f.name}: built as {got}, schema says {f.type}")
+
+
+def _summary(examples: pa.Table, users_total: int, report: DataReport) -> dict:
+    if examples.num_rows == 0:
+        raise DataError("no examples could be built: " + ("; ".join(report.lines()) or "no interaction qualifies as a target"))
+    split = examples["split"].to_numpy(zero_copy_only=False)
+    discovery = examples["is_discovery"].to_numpy(zero_copy_only=False)
+    history = pc.list_value_length(examples["history"]).to_numpy()
+    return {
+        "users": users_total,
+        "users_with_examples": int(pc.count_distinct(examples["user"]).as_py()),
+        "examples": {s: int((split == s).sum()) for s in SPLIT_CODE},
+        "discovery_share": {s: float(discovery[split == s].mean()) if (split == s).any() else None for s in SPLIT_CODE},
+        "discovery_share_all": float(discovery.mean()),
+        "mean_history_length": float(history.mean()),
+        "skipped": report.as_dict(),
+    }

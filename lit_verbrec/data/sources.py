@@ -1,0 +1,53 @@
+"""One entry point from `data.source` to canonical tables, and the prepared-folder layout.
+
+    prepared/
+      examples.parquet   the reranking examples, all splits (column `split`)
+      items.parquet      the catalog + `popularity`
+      summary.json       counts, discovery share, mean history length, every skip
+      config.yaml        the resolved config that produced it
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lit_verbrec.config.schema import DataConfig
+from lit_verbrec.data.canonical import finalize
+from lit_verbrec.data.examples import PreparedData
+from lit_verbrec.data.logs import read_logs
+from lit_verbrec.data.movielens import read_movielens
+from lit_verbrec.data.report import DataReport
+from lit_verbrec.data.schema import CanonicalData, DataError
+from lit_verbrec.data.synthetic import generate
+
+
+def load_source(cfg: DataConfig, report: DataReport) -> CanonicalData:
+    """Read (or simulate) the configured source into validated canonical tables."""
+    if cfg.source == "synthetic":
+        interactions, items = generate(cfg.synthetic, cfg.seed)
+        return finalize(interactions, items, report, "synthetic log")
+    if cfg.source == "movielens":
+        return read_movielens(cfg.path, report)
+    return read_logs(cfg, report)
+
+
+def write_prepared(prepared: PreparedData, folder: str | Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(prepared.examples, folder / "examples.parquet")
+    pq.write_table(prepared.items, folder / "items.parquet")
+    (folder / "summary.json").write_text(json.dumps(prepared.summary, indent=2) + "\n")
+
+
+def read_prepared(folder: str | Path, split: str | None = None) -> tuple[pa.Table, pa.Table]:
+    """(examples, items) of a folder written by tools/prepare_data.py; examples of one split if given."""
+    folder = Path(folder)
+    for name in ("examples.parquet", "items.parquet"):
+        if not (folder / name).is_file():
+            raise DataError(f"{folder}: no {name}; write it with `python tools/prepare_data.py out={folder}`")
+    filters = [("split", "=", split)] if split else None
+    return pq.read_table(folder / "examples.parquet", filters=filters), pq.read_table(folder / "items.parquet")

@@ -1,0 +1,51 @@
+"""A deterministic debugging reasoner: picks the candidate whose metadata the text mentions most.
+
+It is NOT a model of a real LLM; it exists so that CPU runs and tests have a fast, exact,
+reproducible reward and baseline. Scoring is by *presence* (notes/learnability.md): a
+candidate earns one point for each of its genres and plot tags that appears anywhere in
+the text, and `TITLE_WEIGHT` points if its whole title appears (a series the user is
+in the middle of). Counting occurrences instead would let the many true-taste lines drown
+the noise, and verbalization would stop mattering.
+
+Ties go to the lowest candidate index: deterministic and, since the target's position is
+drawn uniformly, unbiased (an all-tied list scores 1/N on average).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from lit_verbrec.data.catalog import Catalog, ItemInfo
+
+TITLE_WEIGHT = 10
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case words separated by single spaces, padded with one space on each side."""
+    return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
+
+
+def candidate_terms(info: ItemInfo) -> tuple[str, ...]:
+    """The candidate's genres and tags, normalized (each padded, so `in` matches whole words)."""
+    return tuple(dict.fromkeys(normalize(term) for term in (*info.genres, *info.tags) if normalize(term).strip()))
+
+
+def lexical_scores(text: str, candidates: Sequence[str], catalog: Catalog) -> list[int]:
+    """Score of each candidate for `text` (see the module docstring)."""
+    haystack = normalize(text)
+    scores = []
+    for item in candidates:
+        info = catalog[item]
+        score = sum(term in haystack for term in candidate_terms(info))
+        if normalize(info.title) in haystack:
+            score += TITLE_WEIGHT
+        scores.append(score)
+    return scores
+
+
+def lexical_choice(text: str, candidates: Sequence[str], catalog: Catalog) -> int:
+    """Index of the best-scoring candidate; the lowest index among ties."""
+    scores = lexical_scores(text, candidates, catalog)
+    return scores.index(max(scores))
