@@ -45,7 +45,7 @@ ITEMS = pa.schema([
 HISTORY_ENTRY = pa.struct([(f.name, f.type) for f in INTERACTIONS if f.name != "user"])
 
 EXAMPLES = pa.schema([
-    pa.field("example_id", pa.string(), nullable=False),  # "<user>/<split>/<k>"
+    pa.field("example_id", pa.string(), nullable=False),  # "<user>/<split>/<k>", k from the oldest target
     pa.field("user", pa.string(), nullable=False),
     pa.field("split", pa.string(), nullable=False),       # train | val | test
     pa.field("timestamp", pa.timestamp("s"), nullable=False),  # time of the target interaction
