@@ -19,9 +19,9 @@ import pyarrow as pa
 from lit_verbrec.config.compose import compose
 from lit_verbrec.data.canonical import finalize
 from lit_verbrec.data.examples import build_examples
+from lit_verbrec.data.reference import naive_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.synthetic import N_TARGETS, generate
-from lit_verbrec.data.reference import naive_examples
 
 BENCHES = ("data",)
 

@@ -14,17 +14,17 @@ import sys
 import typing
 from functools import cache
 
-from lit_verbrec.config import schema
+from lit_verbrec.config import data_schema, schema, train_schema
 from lit_verbrec.config.compose import GROUPS, ConfigError, compose, config_dir, group_choices
 from lit_verbrec.config.schema import Config
 
 
 @cache
 def field_docs() -> dict[tuple[str, str], str]:
-    """(class name, field name) -> the docstring written under that field in schema.py."""
-    tree = ast.parse(inspect.getsource(schema))
+    """(class name, field name) -> the docstring written under that field in the schema modules."""
     docs = {}
-    for node in tree.body:
+    nodes = [n for module in (schema, data_schema, train_schema) for n in ast.parse(inspect.getsource(module)).body]
+    for node in nodes:
         if not isinstance(node, ast.ClassDef):
             continue
         body = node.body

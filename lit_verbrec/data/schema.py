@@ -70,8 +70,9 @@ class CanonicalData:
 
     def write(self, folder) -> None:
         """Write `interactions.parquet` and `items.parquet` into `folder`."""
-        import pyarrow.parquet as pq
         from pathlib import Path
+
+        import pyarrow.parquet as pq
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

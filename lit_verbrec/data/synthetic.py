@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 
 from lit_verbrec.config.schema import SyntheticConfig
-from lit_verbrec.data.synthetic_catalog import GENRES, TAGS_PER_GENRE, SyntheticCatalog, build_catalog
+from lit_verbrec.data.synthetic_catalog import (
+    GENRES,
+    TAGS_PER_GENRE,
+    SyntheticCatalog,
+    build_catalog,
+)
 
 N_TARGETS = 3
 # Non-noise activities: probability and mean events each (binge ~3.5 episodes, a thumb after some plays).

@@ -8,7 +8,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from lit_verbrec.config.cli import field_docs, help_text, parse_cli
-from lit_verbrec.config.compose import GROUPS, ConfigError, all_keys, compose, config_dir, group_choices, save_config
+from lit_verbrec.config.compose import (
+    GROUPS,
+    ConfigError,
+    all_keys,
+    compose,
+    config_dir,
+    group_choices,
+    save_config,
+)
 from lit_verbrec.config.schema import Config
 
 

@@ -1,0 +1,124 @@
+"""Schema of the training sections: GRPO optimisation and sampling, reward shaping, the oracle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lit_verbrec.config.checks import choice, require
+
+
+@dataclass
+class GRPOConfig:
+    group_size: int = 8
+    """G: completions sampled per prompt; advantages are normalised within each group."""
+    prompts_per_step: int = 4
+    """B: prompts per optimizer step on each rank (a rank samples B*G completions)."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward; gradients accumulate over the B*G sequences of a step."""
+    mu: int = 1
+    """Optimisation passes over each rollout (1: on-policy, the ratio is 1 and only its gradient acts)."""
+    loss_type: str = "grpo"
+    """Token aggregation: grpo (paper eq. 5: mean per sequence, then over sequences), dr_grpo, dapo; see lit_verbrec/rl/losses.py."""
+    epsilon: float = 0.2
+    """Clip range below 1 for the importance ratio (and above, unless epsilon_high is set)."""
+    epsilon_high: float = 0.0
+    """Clip range above 1 (DAPO's clip-higher); 0: same as epsilon."""
+    beta: float = 0.04
+    """Weight of the k3 KL to the reference policy (the adapter disabled); 0 skips the reference pass."""
+    scale_rewards: str = "group"
+    """Advantage scaling: group ((r - mean) / (std + eps) per group), batch (std over the batch), none (r - mean)."""
+    advantage_eps: float = 1e-4
+    """eps in (r - mean) / (std + eps)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus weight (a guard against collapse; notes/learnability.md)."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs for the ratio use the same temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    top_k: int = 0
+    """Top-k sampling; 0: off."""
+    max_new_tokens: int = 256
+    """Longest completion."""
+    lr: float = 1e-5
+    """Peak learning rate (AdamW)."""
+    lr_schedule: str = "constant"
+    """constant, linear or cosine (the last two decay to 0 at max_steps: a guard against late collapse)."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0: off."""
+    max_steps: int = 100
+    """Optimizer steps."""
+    logprob_chunk: int = 1024
+    """Tokens per chunk of the selective log-softmax (memory ~ chunk x vocab)."""
+    engine: str = "hf"
+    """Rollout engine: hf (transformers generate; CPU, debugging) or vllm (colocated vLLM, GPU)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """vllm: share of GPU memory the colocated engine may take."""
+    vllm_sleep_mode: bool = False
+    """vllm: release the engine's GPU memory between rollouts."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in backward (QLoRA memory recipe)."""
+
+    def __post_init__(self) -> None:
+        for name in ("group_size", "prompts_per_step", "micro_batch_size", "mu", "max_new_tokens", "max_steps", "logprob_chunk"):
+            require(getattr(self, name) > 0, f"grpo.{name}", "must be positive")
+        require(self.group_size >= 2, "grpo.group_size", "must be at least 2 (advantages compare samples of a group)")
+        choice(self.loss_type, "grpo.loss_type", ("grpo", "dr_grpo", "dapo"))
+        choice(self.scale_rewards, "grpo.scale_rewards", ("group", "batch", "none"))
+        choice(self.lr_schedule, "grpo.lr_schedule", ("constant", "linear", "cosine"))
+        choice(self.engine, "grpo.engine", ("hf", "vllm"))
+        require(0 < self.epsilon < 1 and self.epsilon_high >= 0, "grpo.epsilon", "epsilon must be in (0, 1), epsilon_high >= 0")
+        require(self.beta >= 0 and self.entropy_coef >= 0, "grpo.beta", "beta and entropy_coef must be >= 0")
+        require(self.temperature > 0 and 0 < self.top_p <= 1 and self.top_k >= 0, "grpo.temperature",
+                 "temperature > 0, top_p in (0, 1], top_k >= 0")
+        require(self.lr > 0 and self.warmup_steps >= 0 and self.max_grad_norm >= 0, "grpo.lr", "lr > 0, warmup_steps >= 0, max_grad_norm >= 0")
+        require(0 < self.vllm_gpu_memory_utilization < 1, "grpo.vllm_gpu_memory_utilization", "must be in (0, 1)")
+
+
+@dataclass
+class RewardConfig:
+    alpha: float = 0.9
+    """Stage 1: reward = alpha * oracle_correct + (1 - alpha) * length_plateau (paper eq. 6)."""
+    length_low: float = 0.3
+    """Compression ratio where the length plateau (reward 1) begins."""
+    length_high: float = 0.7
+    """Compression ratio where the length plateau ends."""
+    length_zero_low: float = 0.0
+    """Compression ratio at which the reward falls linearly to 0 below the plateau (over-compression)."""
+    length_zero_high: float = 1.0
+    """Compression ratio at which the reward falls linearly to 0 above the plateau (verbosity); beyond it, 0."""
+
+    def __post_init__(self) -> None:
+        require(0 <= self.alpha <= 1, "reward.alpha", "must be in [0, 1]")
+        require(self.length_zero_low <= self.length_low <= self.length_high <= self.length_zero_high,
+                 "reward.length_low", "need length_zero_low <= length_low <= length_high <= length_zero_high")
+        require(self.length_zero_low < self.length_low or self.length_low == 0, "reward.length_zero_low",
+                 "must be below length_low (or both 0)")
+        require(self.length_high < self.length_zero_high, "reward.length_zero_high", "must be above length_high")
+
+
+@dataclass
+class OracleConfig:
+    kind: str = "lexical"
+    """Stage-1 reward reasoner: lexical (deterministic metadata overlap, for CPU and tests), openai (any OpenAI-compatible endpoint), model (an LLM in-process)."""
+    base_url: str = ""
+    """openai: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for `vllm serve`."""
+    model: str = ""
+    """openai: served model name; model: hub id or local folder."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (the key itself is never in a config)."""
+    concurrency: int = 16
+    """openai: requests in flight at once."""
+    timeout_s: float = 60.0
+    """openai: seconds before a request is abandoned and retried."""
+    max_retries: int = 5
+    """openai: retries on timeouts, 429 and 5xx (exponential backoff with jitter)."""
+
+    def __post_init__(self) -> None:
+        choice(self.kind, "oracle.kind", ("lexical", "openai", "model"))
+        require(self.concurrency > 0, "oracle.concurrency", "must be positive")
+        require(self.timeout_s > 0, "oracle.timeout_s", "must be positive")
+        require(self.max_retries >= 0, "oracle.max_retries", "must be >= 0")
