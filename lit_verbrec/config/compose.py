@@ -67,7 +67,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = Non
         path = root / group / f"{choice}.yaml"
         layers.append((str(path), {group: _read_yaml(path)}))
     for key, value in values:
-        layers.append((f"command line '{key}={value}'", OmegaConf.to_container(OmegaConf.from_dotlist([f"{key}={value}"]))))
+        layers.append((f"command line '{key}={value}'", _override(key, value)))
 
     merged = OmegaConf.structured(Config)
     for source, layer in layers:
@@ -106,6 +106,19 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(hint):
             keys.extend(all_keys(hint, key + "."))
     return keys
+
+
+def _override(key: str, value: str) -> dict:
+    """`a.b=c` as a nested dict, the value parsed as YAML; `a.b=` (nothing) is the empty string."""
+    if value.strip() == "":
+        node: dict = {}
+        parts = key.split(".")
+        leaf = node
+        for part in parts[:-1]:
+            leaf = leaf.setdefault(part, {})
+        leaf[parts[-1]] = ""
+        return node
+    return OmegaConf.to_container(OmegaConf.from_dotlist([f"{key}={value}"]))
 
 
 def _check_keys(node: Any, cls: type, prefix: str, source: str) -> None:

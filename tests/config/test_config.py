@@ -150,3 +150,8 @@ def test_saved_config_round_trips(tmp_path: Path):
     path = save_config(cfg, tmp_path)
     again = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path)))
     assert again == cfg
+
+
+def test_empty_override_is_the_empty_string():
+    assert compose(["data.columns.event="]).data.columns.event == ""
+    assert compose(["data.columns.event=''"]).data.columns.event == ""

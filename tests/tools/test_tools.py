@@ -84,3 +84,52 @@ def test_bench_data_prints_the_ratio():
     assert result.returncode == 0, result.stderr
     assert "interactions/s" in result.stdout and "ratio: ours / naive time" in result.stdout
     assert "same example ids: True" in result.stdout
+
+
+def _write_movielens_100k(folder: Path, users: int = 30, movies: int = 200, per_user: int = 25) -> None:
+    """A MovieLens-100K-format folder: tab-separated u.data, pipe-separated latin-1 u.item."""
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir()
+    flags = lambda: "|".join(rng.choice("01") for _ in range(19))  # noqa: E731
+    (folder / "u.item").write_bytes("\n".join(
+        f"{m}|Film {m} (19{m % 90 + 10:02d})|01-Jan-1995||http://x|{flags()}" for m in range(1, movies + 1)
+    ).encode("latin-1") + b"\n")
+    lines = []
+    for u in range(1, users + 1):
+        for k, m in enumerate(rng.sample(range(1, movies + 1), per_user)):
+            lines.append(f"{u}\t{m}\t{rng.randint(1, 5)}\t{880000000 + 1000 * k + u}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+
+
+def test_prepare_data_on_a_movielens_folder(tmp_path: Path):
+    ml = tmp_path / "ml-100k"
+    _write_movielens_100k(ml)
+    out = tmp_path / "prepared"
+    result = run_tool("prepare_data.py", "data=movielens", f"data.path={ml}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "| discovery share 100.0% |" in result.stdout  # every MovieLens rating is a new movie
+    examples = pq.read_table(out / "examples.parquet").to_pylist()
+    assert len(examples) == 90  # 30 users x (train, val, test)
+    ratings = {}
+    for line in (ml / "u.data").read_text().splitlines():
+        user, movie, *_ = line.split("\t")
+        ratings.setdefault(user, set()).add(movie)
+    for row in examples:
+        assert len(set(row["candidates"])) == 10 and row["target"] in row["candidates"]
+        negatives = set(row["candidates"]) - {row["target"]}
+        assert not negatives & ratings[row["user"]]
+
+
+def test_prepare_data_reports_bad_input_with_file_and_line(tmp_path: Path):
+    ml = tmp_path / "ml-100k"
+    _write_movielens_100k(ml)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "events.csv").write_text("user,item,timestamp\nu1,1,1000\nu1,2,yesterday\n")
+    (logs / "items.csv").write_text("item,title\n1,A\n2,B\n")
+    result = run_tool("prepare_data.py", "data=parquet", f"data.path={logs}", "data.interactions=events.csv",
+                      "data.items=items.csv", "data.columns.event=", "data.columns.duration=")
+    assert result.returncode == 1
+    assert "events.csv line 3, column 'timestamp'" in result.stderr and "yesterday" in result.stderr
