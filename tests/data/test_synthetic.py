@@ -86,3 +86,17 @@ def test_popularity_is_long_tailed():
     plays = interactions.loc[interactions["event"] == "play", "item"].value_counts().to_numpy()
     top = np.sort(plays)[::-1]
     assert top[: len(top) // 10].sum() > 0.3 * top.sum()
+
+
+def test_prepared_examples_are_byte_identical_for_the_same_seed(tmp_path):
+    import pyarrow.parquet as pq
+
+    def digest(seed: int) -> str:
+        interactions, items = generate(SMALL, seed)
+        report = DataReport()
+        prepared = build_examples(finalize(interactions, items, report, "synthetic log"), ExamplesConfig(), seed, report)
+        path = tmp_path / f"examples-{seed}-{len(list(tmp_path.iterdir()))}.parquet"
+        pq.write_table(prepared.examples, path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert digest(1) == digest(1) != digest(2)

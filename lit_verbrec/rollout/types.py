@@ -1,0 +1,61 @@
+"""What a rollout engine returns and what the trainer consumes.
+
+Layout: B prompts, G completions each, so N = B*G rows, grouped contiguously —
+rows [g*G, (g+1)*G) are the G samples of prompt g (the layout advantages assume).
+P = longest prompt (left-padded), C = longest completion (right-padded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int
+    """G: completions per prompt."""
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0: off."""
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion (the stop string is kept, what follows is masked)."""
+    seed: int | None = None
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor        # [N, P] long, left-padded with the pad id
+    prompt_mask: torch.Tensor       # [N, P] long, 1 on prompt tokens
+    completion_ids: torch.Tensor    # [N, C] long, right-padded with the pad id
+    completion_mask: torch.Tensor   # [N, C] long, 1 on generated tokens up to and including EOS/stop
+    texts: list[str]                # [N] decoded completions (special tokens skipped, cut at a stop string)
+    group: torch.Tensor             # [N] long, index of the prompt in the batch (0..B-1)
+    # Filled in by the RolloutCallback / module after scoring:
+    loss_mask: torch.Tensor | None = None      # [N, C] tokens that carry the loss (default: completion_mask)
+    rewards: torch.Tensor | None = None        # [N] float
+    advantages: torch.Tensor | None = None     # [N] float
+    old_logprobs: torch.Tensor | None = None   # [N, C] float, from the trainer's model before the update
+    ref_logprobs: torch.Tensor | None = None   # [N, C] float, adapter disabled; None when beta = 0
+    info: dict = field(default_factory=dict)   # per-rollout extras (reward parts, engine timings)
+
+    @property
+    def num_sequences(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def rows(self, index: torch.Tensor | slice) -> Rollout:
+        """A sub-rollout of the given rows (micro-batching); per-row tensors and lists are sliced."""
+        def take(value):
+            if value is None:
+                return None
+            if isinstance(value, torch.Tensor):
+                return value[index]
+            if isinstance(index, slice):
+                return value[index]
+            return [value[i] for i in index.tolist()]
+        return replace(self, **{name: take(getattr(self, name)) for name in (
+            "prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "texts", "group", "loss_mask",
+            "rewards", "advantages", "old_logprobs", "ref_logprobs")}, info=self.info)
