@@ -115,10 +115,29 @@ class OracleConfig:
     timeout_s: float = 60.0
     """openai: seconds before a request is abandoned and retried."""
     max_retries: int = 5
-    """openai: retries on timeouts, 429 and 5xx (exponential backoff with jitter)."""
+    """openai: retries on timeouts, connection errors, 429 and 5xx (exponential backoff with jitter)."""
+    backoff_s: float = 1.0
+    """openai: first retry delay; doubles each retry, with full jitter, capped at backoff_max_s (a 429's Retry-After wins)."""
+    backoff_max_s: float = 30.0
+    """openai: longest wait between retries."""
+    max_tokens: int = 512
+    """openai/model: longest answer (thinking included)."""
+    temperature: float = 0.0
+    """openai/model: sampling temperature of the oracle (0: greedy, reproducible)."""
+    cache_dir: str = ""
+    """On-disk answer cache (SQLite) keyed by (model, prompt, sampling); empty: <run folder>/oracle_cache."""
+    price_input_per_mtok: float = 0.0
+    """openai: price per million prompt tokens, for the cost estimate in the logs."""
+    price_output_per_mtok: float = 0.0
+    """openai: price per million completion tokens, for the cost estimate in the logs."""
 
     def __post_init__(self) -> None:
         choice(self.kind, "oracle.kind", ("lexical", "openai", "model"))
         require(self.concurrency > 0, "oracle.concurrency", "must be positive")
         require(self.timeout_s > 0, "oracle.timeout_s", "must be positive")
         require(self.max_retries >= 0, "oracle.max_retries", "must be >= 0")
+        require(0 <= self.backoff_s <= self.backoff_max_s, "oracle.backoff_s", "need 0 <= backoff_s <= backoff_max_s")
+        require(self.max_tokens > 0 and self.temperature >= 0, "oracle.max_tokens", "max_tokens > 0 and temperature >= 0")
+        require(self.price_input_per_mtok >= 0 and self.price_output_per_mtok >= 0, "oracle.price_input_per_mtok", "prices must be >= 0")
+        require(self.kind != "openai" or bool(self.base_url and self.model), "oracle.base_url",
+                "oracle=openai needs oracle.base_url and oracle.model")

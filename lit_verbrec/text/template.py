@@ -44,7 +44,7 @@ METADATA_FIELDS = ("year", "genres", "tags")
 # Monday first: datetime.weekday() returns 0 for Monday.
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # 0 -> "12 AM" (midnight), 12 -> "12 PM" (noon): the 12-hour clock has no hour 0.
-_HOURS = tuple(f"{(h % 12) or 12} {'AM' if h < 12 else 'PM'}" for h in range(24))
+HOURS_12 = tuple(f"{(h % 12) or 12} {'AM' if h < 12 else 'PM'}" for h in range(24))
 
 
 def _check_metadata(metadata: Sequence[str]) -> None:
@@ -83,7 +83,7 @@ def _event_part(entry: dict) -> str:
 
 def _time_part(ts) -> str:
     """"20250608, Monday, 2 PM" from a datetime (or anything with the same attributes)."""
-    return f"{ts.year:04d}{ts.month:02d}{ts.day:02d}, {_WEEKDAYS[ts.weekday()]}, {_HOURS[ts.hour]}"
+    return f"{ts.year:04d}{ts.month:02d}{ts.day:02d}, {_WEEKDAYS[ts.weekday()]}, {HOURS_12[ts.hour]}"
 
 
 def template_line(entry: dict, info: ItemInfo, metadata: Sequence[str] = (), max_tags: int = 3) -> str:
