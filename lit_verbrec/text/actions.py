@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lit_verbrec.data.catalog import Catalog
-from lit_verbrec.text.template import METADATA_FIELDS, HOURS_12, template_line
+from lit_verbrec.text.template import HOURS_12, METADATA_FIELDS, template_line
 
 DECISIONS = ("0", "1")
 _LINE = re.compile(r"^(?P<prefix>.*), (?P<k>[01]), (?P<m>[01]),\s*$")

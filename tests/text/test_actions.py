@@ -8,7 +8,13 @@ import pyarrow as pa
 import pytest
 
 from lit_verbrec.data.catalog import Catalog
-from lit_verbrec.text.actions import ActionPlan, action_segments, execute_actions, parse_actions, render_actions
+from lit_verbrec.text.actions import (
+    ActionPlan,
+    action_segments,
+    execute_actions,
+    parse_actions,
+    render_actions,
+)
 
 HISTORY = [
     {"item": "1", "timestamp": datetime(2025, 6, 8, 14, 5), "event": "play", "duration": 80.0},

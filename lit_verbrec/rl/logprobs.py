@@ -1,0 +1,187 @@
+"""Per-token log-probabilities of sampled completions, without the [N, T, V] logits.
+
+For a completion token y_t predicted from the final-norm hidden state h_t (the decoder's output
+before the LM head W, shape [V, H]), sampled at temperature tau:
+
+    z_t      = (W h_t) / tau                    logits exactly as the sampler saw them
+    logp_t   = z_t[y_t] - logsumexp(z_t)
+    H_t      = logsumexp(z_t) - sum_v p_v z_v   entropy of p = softmax(z_t)
+
+With Qwen3's vocabulary (V = 151,936) the naive `log_softmax(h @ W.T)` holds N*T*V floats
+several times over (logits, fp32 copy, log-softmax, their gradients): about 25 GB for
+8 x 2,048 tokens. `chunked_token_logprobs` processes `chunk` tokens at a time and keeps only
+hidden, W, the targets and one logsumexp per token; backward recomputes each chunk's softmax:
+
+    d logp_t / d z_t = onehot(y_t) - p_t
+    d H_t    / d z_t = -p_t * (log p_t + H_t)
+    d z_t    / d h_t = W / tau         so grad_h = (d/dz) @ W / tau, grad_W = (d/dz)^T @ h / tau
+
+Memory is ~chunk x V floats instead of N x T x V. Logits are computed in fp32 (fp64 when the
+inputs are fp64, for gradcheck): rounding them to bf16 biases the log-probs (trl's kernel notes
+the same). The entropy is differentiable too, so that an entropy bonus in the loss
+(lit_verbrec/rl/losses.py) actually acts; when nothing uses it, backward skips its term.
+
+Sources: trl 1.16 `trl/trainer/utils.py::selective_log_softmax` and
+`trl/kernels/chunked_logprob.py` (which tiles the vocabulary instead of the tokens);
+GRPO log-prob ratio: DeepSeekMath, arXiv 2402.03300, eq. 3.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]` without a second [.., V] tensor.
+
+    logits [..., V], index [...] -> [...]. In fp32/fp64: gather the chosen logit, subtract a
+    per-row logsumexp (looped over the first dim to bound the temporary). bf16/fp16 logsumexp
+    is inaccurate, so those dtypes take a row-wise log_softmax instead (as trl does).
+    """
+    if logits.dtype in (torch.float32, torch.float64):
+        chosen = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)                  # [...]
+        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])          # [...]
+        return chosen - lse
+    return torch.stack([F.log_softmax(row, dim=-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+                        for row, idx in zip(logits, index)])
+
+
+class _ChunkedLogProbs(torch.autograd.Function):
+    """hidden [M, H], weight [V, H], ids [M] -> (logprobs [M], entropy [M] or None)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, ids, temperature: float, chunk: int, with_entropy: bool):
+        ctx.set_materialize_grads(False)  # entropy often has no gradient: skip its term then
+        dtype = torch.promote_types(hidden.dtype, torch.float32)
+        w = weight.to(dtype)                                              # [V, H] upcast once per call
+        M = hidden.shape[0]
+        logprobs = hidden.new_empty(M, dtype=dtype)                       # [M]
+        lse = hidden.new_empty(M, dtype=dtype)                            # [M]
+        entropy = hidden.new_empty(M, dtype=dtype) if with_entropy else None
+        for s in range(0, M, chunk):
+            e = min(s + chunk, M)
+            # One [c, V] buffer, modified in place (two with entropy): at V = 151,936 and
+            # chunk = 1,024 each is 0.6 GB, so every extra copy shows in the peak.
+            z = (hidden[s:e].to(dtype) @ w.T).div_(temperature)          # [c, V] tempered logits
+            chosen = z.gather(-1, ids[s:e, None]).squeeze(-1)             # [c]
+            top = z.amax(dim=-1)                                          # [c]
+            z.sub_(top[:, None])                                          # z - max: exp cannot overflow
+            if with_entropy:
+                p = z.exp()                                               # [c, V] unnormalised probs
+                total = p.sum(-1)                                         # [c]
+                # H = log total - sum_v p_v (z_v - max) / total
+                entropy[s:e] = total.log() - p.mul_(z).sum(-1) / total
+                del p
+            else:
+                total = z.exp_().sum(-1)                                  # [c]
+            lse[s:e] = top + total.log()
+            logprobs[s:e] = chosen - lse[s:e]
+            del z
+        ctx.temperature, ctx.chunk = temperature, chunk
+        ctx.save_for_backward(hidden, weight, ids, lse, entropy if with_entropy else lse)
+        ctx.with_entropy = with_entropy
+        return logprobs, entropy
+
+    @staticmethod
+    def backward(ctx, g_logp, g_ent):
+        hidden, weight, ids, lse, entropy = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[:2]
+        g_ent = g_ent if ctx.with_entropy else None
+        if (g_logp is None and g_ent is None) or not (need_h or need_w):
+            return None, None, None, None, None, None
+        dtype, T = lse.dtype, ctx.temperature
+        w = weight.to(dtype)                                              # [V, H]
+        grad_h = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=dtype, device=weight.device) if need_w else None
+        g_logp = g_logp.to(dtype) if g_logp is not None else None
+        g_ent = g_ent.to(dtype) if g_ent is not None else None
+        for s in range(0, hidden.shape[0], ctx.chunk):
+            e = min(s + ctx.chunk, hidden.shape[0])
+            h = hidden[s:e].to(dtype)                                     # [c, H]
+            logp = (h @ w.T).div_(T).sub_(lse[s:e, None])                 # [c, V] log p
+            # dL/dz = g_logp * (onehot - p) - g_ent * p * (log p + H)
+            #       = g_logp * onehot - p * [g_logp + g_ent * (log p + H)]
+            if g_ent is not None:                                         # needs p and log p: 2 buffers
+                p = logp.exp()                                            # [c, V]
+                bracket = logp.add_(entropy[s:e, None]).mul_(g_ent[s:e, None])
+                if g_logp is not None:
+                    bracket.add_(g_logp[s:e, None])
+                grad_z = p.mul_(bracket).neg_()
+                del p, bracket
+            else:                                                         # in place: 1 buffer
+                grad_z = logp.exp_().mul_(-g_logp[s:e, None])
+            del logp
+            if g_logp is not None:
+                grad_z.scatter_add_(1, ids[s:e, None], g_logp[s:e, None])
+            grad_z.div_(T)                                                # z = logits / T
+            if need_h:
+                grad_h[s:e] = grad_z @ w
+            if need_w:
+                grad_w.addmm_(grad_z.T, h)
+            del grad_z    # free before the next chunk's logits are allocated
+        return (grad_h.to(hidden.dtype) if need_h else None,
+                grad_w.to(weight.dtype) if need_w else None, None, None, None, None)
+
+
+def chunked_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor,
+                           temperature: float = 1.0, chunk: int = 1024,
+                           with_entropy: bool = False) -> dict[str, torch.Tensor]:
+    """Log-prob of each target under softmax(hidden @ weight.T / temperature), `chunk` tokens at a time.
+
+    hidden [N, T, H] final-norm states, weight [V, H] LM head, ids [N, T] the token each position
+    predicts. Returns {"logprobs": [N, T]} (+ "entropy": [N, T] when with_entropy), float32
+    (float64 for float64 inputs), differentiable w.r.t. hidden and weight (if it requires grad).
+    """
+    if temperature <= 0 or chunk <= 0:
+        raise ValueError(f"temperature and chunk must be positive, got {temperature}, {chunk}")
+    N, T, H = hidden.shape
+    logprobs, entropy = _ChunkedLogProbs.apply(hidden.reshape(N * T, H), weight, ids.reshape(N * T),
+                                               float(temperature), int(chunk), bool(with_entropy))
+    out = {"logprobs": logprobs.view(N, T)}
+    if with_entropy:
+        out["entropy"] = entropy.view(N, T)
+    return out
+
+
+def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The transformer body (ends with the final norm) and the LM head weight of a HF causal LM.
+
+    PEFT injects LoRA layers in place, so the base model's decoder still runs the adapters
+    (and `with model.disable_adapter():` still disables them): calling it is the same policy.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
+    head = base.get_output_embeddings()
+    # The fused path reproduces `logits = head(h)` only for a plain bias-free Linear head; a
+    # LoRA-wrapped head, a bias, or logit softcapping/scaling (Gemma, Granite) would be dropped.
+    if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        raise ValueError(f"completion_logprobs needs a bias-free nn.Linear LM head, got {type(head).__name__}")
+    text_config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    if getattr(text_config, "final_logit_softcapping", None) or getattr(text_config, "logit_scale", None):
+        raise ValueError("models with logit softcapping or scaling are not supported")
+    return decoder, head.weight
+
+
+def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                        completion_ids: torch.Tensor, completion_mask: torch.Tensor,
+                        temperature: float = 1.0, chunk: int = 1024,
+                        with_entropy: bool = False) -> dict[str, torch.Tensor]:
+    """Log-probs of the completion tokens under `model` (plain or PEFT-wrapped HF causal LM).
+
+    prompt_ids/prompt_mask [N, P] (left-padded), completion_ids/completion_mask [N, C]
+    (right-padded). Returns {"logprobs": [N, C]} (+ "entropy": [N, C]); values at masked
+    completion positions are meaningless and must be masked by the caller.
+    """
+    decoder, weight = _decoder_and_head(model)
+    P = prompt_ids.shape[1]
+    # The last completion token predicts nothing we score, so it is not fed at all.
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)[:, :-1]          # [N, P+C-1]
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)[:, :-1]   # [N, P+C-1]
+    # Left padding: positions count real tokens only, as in `generate`, so that the first
+    # prompt token is position 0 whatever the padding (RoPE sees the sampled positions).
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)         # [N, P+C-1]
+    out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                  use_cache=False)
+    hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
+    return chunked_token_logprobs(hidden, weight, completion_ids, temperature, chunk, with_entropy)
