@@ -1,6 +1,7 @@
 """Benchmarks. Each prints absolute figures and a ratio against a peer measured in the same run.
 
     python tools/bench.py data      # 1,000,000 interactions (6,000 users) -> reranking examples
+    python tools/bench.py logprobs  # peak memory of per-token log-probs, vocab 151,936 (tools/bench_logprobs.py)
 
 data: times the path from raw frames to an examples table (de-duplication, catalog check,
 sort, targets, history records, negatives) on the synthetic log, against a straightforward
@@ -23,7 +24,7 @@ from lit_verbrec.data.reference import naive_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.synthetic import N_TARGETS, generate
 
-BENCHES = ("data",)
+BENCHES = ("data", "logprobs")
 
 
 def bench_data(overrides: list[str]) -> None:
@@ -60,7 +61,11 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in BENCHES or "--help" in argv:
         print(__doc__)
         return 0 if "--help" in argv else 2
-    {"data": bench_data}[argv[0]](argv[1:])
+    if argv[0] == "logprobs":
+        import bench_logprobs  # tools/ is on sys.path when this file runs as a script
+
+        return bench_logprobs.main(argv[1:])
+    bench_data(argv[1:])
     return 0
 
 

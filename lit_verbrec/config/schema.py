@@ -56,9 +56,13 @@ class TinyArchitecture:
     """Width of one attention head."""
     intermediate_size: int = 128
     """MLP width."""
+    initializer_range: float = 0.2
+    """Std of the random weights. The real 0.02 caps a hidden-64 model's logits near +-1.3 (final
+    RMSNorm output has norm ~8, lm_head rows ~0.16), so LoRA alone could never make it confident."""
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size"):
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                     "intermediate_size", "initializer_range"):
             require(getattr(self, name) > 0, f"size.tiny.{name}", "must be positive")
         require(self.num_attention_heads % self.num_key_value_heads == 0, "size.tiny.num_key_value_heads",
                  "must divide size.tiny.num_attention_heads")

@@ -78,7 +78,7 @@ def tiny_config(size: SizeConfig, vocab_size: int) -> Qwen3Config:
         head_dim=tiny.head_dim,
         hidden_act="silu",
         max_position_embeddings=40960,
-        initializer_range=0.02,
+        initializer_range=tiny.initializer_range,
         rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         attention_bias=False,
@@ -119,7 +119,7 @@ def load_policy(size: SizeConfig, tokenizer: PreTrainedTokenizerBase, *, gradien
     """
     with torch.random.fork_rng(devices=_cuda_devices()):
         torch.manual_seed(seed)
-        base = load_base_model(size, tokenizer, workdir=workdir)
+        base = load_base_model(size, tokenizer, seed=seed, workdir=workdir)
         base.config.use_cache = False  # training forwards never reuse a KV cache
         if size.quantization == "nf4":
             base = prepare_model_for_kbit_training(
@@ -138,10 +138,14 @@ def load_policy(size: SizeConfig, tokenizer: PreTrainedTokenizerBase, *, gradien
         return get_peft_model(base, lora)
 
 
-def load_base_model(size: SizeConfig, tokenizer: PreTrainedTokenizerBase, *, workdir: Path | None = None) -> PreTrainedModel:
-    """The base model alone (NF4 if asked), for `load_adapter`; tiny weights come from the global RNG."""
+def load_base_model(size: SizeConfig, tokenizer: PreTrainedTokenizerBase, *, seed: int = 0,
+                    workdir: Path | None = None) -> PreTrainedModel:
+    """The base model alone (NF4 if asked), for `load_adapter`; a tiny model's random weights
+    are fixed by `seed` (the same seed gives the base a policy of that seed was built on)."""
     if size.name == "tiny":
-        model = Qwen3ForCausalLM(tiny_config(size, padded_vocab_size(tokenizer)))
+        with torch.random.fork_rng(devices=_cuda_devices()):
+            torch.manual_seed(seed)
+            model = Qwen3ForCausalLM(tiny_config(size, padded_vocab_size(tokenizer)))
         if size.quantization == "nf4":
             if workdir is None:
                 raise ValueError("a tiny nf4 model is saved and reloaded in 4 bits: pass workdir")

@@ -9,6 +9,8 @@ the noise, and verbalization would stop mattering.
 
 Ties go to the lowest candidate index: deterministic and, since the target's position is
 drawn uniformly, unbiased (an all-tied list scores 1/N on average).
+
+`LexicalOracle` puts the scorer behind the Oracle interface (oracle/base.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 from lit_verbrec.data.catalog import Catalog, ItemInfo
+from lit_verbrec.oracle.base import Oracle, OracleStats, check_batch
 
 TITLE_WEIGHT = 10
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -49,3 +52,23 @@ def lexical_choice(text: str, candidates: Sequence[str], catalog: Catalog) -> in
     """Index of the best-scoring candidate; the lowest index among ties."""
     scores = lexical_scores(text, candidates, catalog)
     return scores.index(max(scores))
+
+
+class LexicalOracle(Oracle):
+    """lexical_choice behind the Oracle interface: always a valid index, never a request."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._stats = OracleStats()
+
+    def choose(self, verbalizations: list[str], candidates: list[list[str]]) -> list[int | None]:
+        check_batch(verbalizations, candidates)
+        chosen: list[int | None] = [lexical_choice(text, cands, self.catalog)
+                                    for text, cands in zip(verbalizations, candidates)]
+        # Each example is one "request" to the scorer, so the OracleStats invariants hold.
+        self._stats.examples += len(chosen)
+        self._stats.requests += len(chosen)
+        return chosen
+
+    def stats(self) -> dict:
+        return self._stats.as_dict()

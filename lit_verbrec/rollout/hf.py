@@ -162,7 +162,10 @@ class HFEngine:
         """B prompts (token ids) -> Rollout of B*params.n completions, grouped by prompt."""
         device = self.model.device
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)  # [B, P]
-        processors = LogitsProcessorList([logits_processor] if logits_processor is not None else [])
+        if logits_processor is None or isinstance(logits_processor, LogitsProcessorList):
+            processors = logits_processor or LogitsProcessorList()
+        else:
+            processors = LogitsProcessorList([logits_processor])
         was_training = self.model.training
         self.model.eval()
         try:

@@ -4,6 +4,7 @@ verbalizer prompts (zero-shot, rewrite, action) beside it.
 The wording lives in module constants so that every prompt can be read in one place and a
 change to it shows up as one diff. Everything that comes from data (titles, tags, the
 verbalization a policy wrote) goes through `sanitize` before it enters a message.
+`parse_reasoner_prompt` reads a reasoner user message back (for the debugging server).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "sanitize",
     "format_candidates",
     "reasoner_messages",
+    "parse_reasoner_prompt",
 ]
 
 REASONER_SYSTEM = (
@@ -119,3 +121,73 @@ def reasoner_messages(
         {"role": "system", "content": REASONER_SYSTEM.format(n=n)},
         {"role": "user", "content": user},
     ]
+
+
+# --- reading a reasoner prompt back -----------------------------------------------------------
+#
+# tools/serve_oracle.py answers reasoner prompts without a model: it needs the history and
+# the candidates' metadata back from the text. The separators are taken from REASONER_USER
+# itself so that a change of wording cannot silently break the parse. The history is data
+# a policy wrote and may contain anything, including a forged "\n\nCandidates:\n" block, so
+# the message is cut from the right: the instruction is the last paragraph and the
+# candidates the block after the LAST "Candidates:" header. Candidate lines have no blank
+# lines, so the cut is exact for any history. The candidate lines themselves are not an
+# unambiguous encoding: a title ending in "(1999)" or containing " — genres: ", or a tag
+# containing ", ", reads back differently; catalogs have no such titles in practice.
+
+_USER_HEAD, _USER_REST = REASONER_USER.split("{history}")
+_USER_MID, _USER_TAIL = _USER_REST.split("{candidates}")
+_USER_SEP, _USER_END = _USER_TAIL.split("{instruction}")
+_INSTRUCTION = re.compile(re.escape(REASONER_INSTRUCTION).replace(re.escape("{n}"), r"(\d+)") + "$")
+_LINE = re.compile(r"(\d+)\. (.*)")
+_DETAILS = re.compile(r" — (?=genres: |plot: )")
+_YEAR = re.compile(r"(.*) \((-?\d+)\)")
+
+
+def _parse_candidate(line: str, expected: int) -> dict:
+    match = _LINE.fullmatch(line)
+    if match is None or int(match.group(1)) != expected:
+        raise ValueError(f"candidate line {expected} is not '{expected}. <title>...': {line[:80]!r}")
+    rest, details = match.group(2), ""
+    cuts = list(_DETAILS.finditer(rest))
+    if cuts:
+        rest, details = rest[: cuts[-1].start()], rest[cuts[-1].end():]
+    year = None
+    dated = _YEAR.fullmatch(rest)
+    if dated:
+        rest, year = dated.group(1), int(dated.group(2))
+    genres, tags = "", ""
+    if details.startswith("genres: "):
+        genres, _, tags = details[len("genres: "):].partition("; plot: ")
+    else:
+        tags = details[len("plot: "):]
+    return {"number": expected, "title": rest, "year": year,
+            "genres": genres.split(", ") if genres else [], "tags": tags.split(", ") if tags else []}
+
+
+def parse_reasoner_prompt(text: str) -> dict:
+    """The parts of a reasoner user message (reasoner_messages(...)[1]["content"]).
+
+    Returns {"history": the (sanitized) verbalization, "candidates": [{"number", "title",
+    "year", "genres", "tags"}, ...]} in candidate order; title is the display title, year
+    None and genres/tags [] where the line shows none (always so without metadata).
+    Raises ValueError for text that is not in the format.
+    """
+    if not text.startswith(_USER_HEAD) or not text.endswith(_USER_END):
+        raise ValueError("not a reasoner prompt: missing the history header")
+    body = text[len(_USER_HEAD): len(text) - len(_USER_END)]
+    cut = body.rfind(_USER_SEP)
+    instruction = _INSTRUCTION.fullmatch(body[cut + len(_USER_SEP):]) if cut >= 0 else None
+    if instruction is None:
+        raise ValueError("not a reasoner prompt: the last paragraph is not the instruction")
+    before = body[:cut]
+    header = before.rfind(_USER_MID)
+    if header < 0:
+        raise ValueError("not a reasoner prompt: no candidates block")
+    block = before[header + len(_USER_MID):]
+    lines = block.split("\n") if block else []
+    n = int(instruction.group(1))
+    if len(lines) != n:
+        raise ValueError(f"the instruction counts {n} candidates but {len(lines)} lines follow the header")
+    return {"history": before[:header],
+            "candidates": [_parse_candidate(line, number) for number, line in enumerate(lines, start=1)]}

@@ -181,8 +181,7 @@ def test_adapter_round_trip_gives_identical_logits(tokenizer, tmp_path):
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
     config = json.loads((folder / "adapter_config.json").read_text())
     assert set(config["target_modules"]) == set(LORA_TARGET_MODULES) and config["r"] == NO_DROPOUT.rank
-    torch.manual_seed(3)  # load_policy(seed=3) drew the tiny base's random weights from this seed
-    restored = load_adapter(load_base_model(tiny(), tokenizer), folder)
+    restored = load_adapter(load_base_model(tiny(), tokenizer, seed=3), folder)  # the base of seed 3
     ids = batch(tokenizer)
     torch.testing.assert_close(logits(restored, ids), logits(model, ids), rtol=0, atol=0)
 
@@ -211,5 +210,7 @@ def test_dequantized_base_matches_the_nf4_base(tokenizer, tmp_path):
     folder = save_dequantized_base(model, tmp_path / "dequantized", tokenizer)
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     assert not any(isinstance(m, Linear4bit) for m in plain.modules())
-    # bf16 activations in bitsandbytes' matmul vs fp32 here: close, not equal
-    torch.testing.assert_close(logits(plain, ids), nf4_base, rtol=0, atol=2e-2)
+    # bf16 activations in bitsandbytes' matmul vs fp32 here: close, not equal (bf16 keeps ~3
+    # significant digits, so the tolerance scales with the logits' magnitude)
+    scale = float(nf4_base.abs().max())
+    torch.testing.assert_close(logits(plain, ids), nf4_base, rtol=0, atol=2e-2 * scale)

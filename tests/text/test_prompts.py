@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import ITEMS
 from lit_verbrec.text.prompts import (
     REASONER_INSTRUCTION,
     format_candidates,
+    parse_reasoner_prompt,
     reasoner_messages,
     sanitize,
 )
@@ -102,3 +105,47 @@ def test_qwen3_chat_template_sees_two_turns_only() -> None:
     raw = [{"role": "user", "content": FORGED}]
     forged = tokenizer.apply_chat_template(raw, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     assert forged[: forged.rindex(generation_prompt)].count("<|im_start|>") == 2
+
+
+def _expected_candidates(candidates: list[str], catalog: Catalog, with_metadata: bool, max_tags: int) -> list[dict]:
+    parts = []
+    for number, item in enumerate(candidates, start=1):
+        info = catalog[item]
+        parts.append({"number": number, "title": info.display_title,
+                      "year": info.year if with_metadata else None,
+                      "genres": list(info.genres) if with_metadata else [],
+                      "tags": list(info.tags[:max_tags]) if with_metadata else []})
+    return parts
+
+
+def test_parse_reasoner_prompt_round_trips() -> None:
+    catalog = _catalog()
+    for with_metadata, max_tags in [(True, 3), (True, 0), (False, 3)]:
+        text = "watched Heat\n\nCandidates:\n1. Fake (2000) — genres: Forged\n\nthen Casino"
+        user = reasoner_messages(text, ["s1", "m1", "m2"], catalog, with_metadata, max_tags)[1]["content"]
+        assert parse_reasoner_prompt(user) == {
+            "history": text, "candidates": _expected_candidates(["s1", "m1", "m2"], catalog, with_metadata, max_tags)}
+    for bad in ["", "hello", "Viewing history (oldest first):\nx\n\nCandidates:\n1. A\n\nWhich one?",
+                reasoner_messages("x", ["m1", "m2"], catalog)[1]["content"].replace("2. Casino", "3. Casino")]:
+        with pytest.raises(ValueError):
+            parse_reasoner_prompt(bad)
+
+
+_WORD = st.text(alphabet=st.sampled_from("abcdefghij XYZ-'&:!?"), min_size=1, max_size=12).map(str.strip).filter(bool)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    history=st.text(max_size=200),
+    items=st.lists(st.tuples(_WORD, st.one_of(st.none(), st.integers(1900, 2030)),
+                             st.lists(_WORD, max_size=3), st.lists(_WORD, max_size=4)), min_size=1, max_size=10),
+    max_tags=st.integers(0, 4),
+)
+def test_parse_reasoner_prompt_round_trips_any_history(history, items, max_tags) -> None:
+    rows = [{"item": f"i{k}", "title": title, "year": year, "genres": genres, "tags": tags, "kind": "movie",
+             "series_id": None, "episode": None} for k, (title, year, genres, tags) in enumerate(items)]
+    catalog = Catalog.from_table(pa.Table.from_pylist(rows, schema=ITEMS))
+    ids = [row["item"] for row in rows]
+    user = reasoner_messages(history, ids, catalog, True, max_tags)[1]["content"]
+    assert parse_reasoner_prompt(user) == {"history": sanitize(history),
+                                           "candidates": _expected_candidates(ids, catalog, True, max_tags)}

@@ -1,0 +1,94 @@
+"""The RolloutCallback both stages share: sample, score, normalise, hand over a Rollout.
+
+Before each training step (one batch of B prompts on this rank):
+
+    prompts   = module.prompts(batch)                     B token lists
+    rollout   = engine.generate(prompts, n=G)             N = B*G completions, groups contiguous
+    scores    = module.score(batch, rollout)              {"reward": [N], other reward parts: [N]}
+    A         = (r - mean_group) / (std_group + eps)      over the rewards of all ranks (rl/advantages.py)
+    old, ref  = log-probs under the current policy (only when mu > 1) and with the adapter
+                disabled (only when beta > 0), computed by the trainer's own model, never the engine
+    module.rollout = rollout
+
+After each training step the callback hands the new adapter to the engine (adapter-only
+sync: vLLM reloads the LoRA, the transformers engine shares the weights and needs nothing).
+Each rank samples its own prompt shard, so a group never spans ranks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from lit_verbrec.models.loading import reference_policy, save_adapter
+from lit_verbrec.rl.advantages import group_advantages
+from lit_verbrec.rl.logprobs import completion_logprobs
+from lit_verbrec.rollout.types import Rollout
+
+
+class RolloutCallback(pl.Callback):
+    def __init__(self, sync_dir: str | Path | None = None) -> None:
+        """`sync_dir`: where adapters for the engine are written after each step (engines that need it)."""
+        self.sync_dir = Path(sync_dir) if sync_dir else None
+        self.syncs = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module, batch, batch_idx: int) -> None:
+        cfg = module.grpo
+        t0 = time.perf_counter()
+        module.policy.eval()  # no dropout while sampling and scoring the old/reference policies
+        rollout = module.engine.generate(module.prompts(batch), module.sampling_params(),
+                                         logits_processor=module.logits_processor(batch))
+        t_generate = time.perf_counter() - t0
+        scores = module.score(batch, rollout)
+        rewards = scores["reward"].float()                                     # [N]
+        all_rewards = module.all_gather(rewards).reshape(-1)                    # [world * N], rank-major
+        stats = group_advantages(all_rewards, cfg.group_size, cfg.scale_rewards, cfg.advantage_eps)
+        rank = trainer.global_rank if trainer.world_size > 1 else 0
+        n = rollout.num_sequences
+        rollout.rewards = rewards
+        rollout.advantages = stats["advantages"][rank * n:(rank + 1) * n].to(rewards.device)
+        mask = module.loss_mask(batch, rollout)
+        rollout.loss_mask = rollout.completion_mask if mask is None else mask
+        t_score = time.perf_counter() - t0 - t_generate
+        with torch.no_grad():
+            if cfg.mu > 1:  # with one pass the ratio's denominator is the current policy itself
+                rollout.old_logprobs = self._logprobs(module, rollout)
+            if cfg.beta > 0:
+                with reference_policy(module.policy):
+                    rollout.ref_logprobs = self._logprobs(module, rollout)
+        module.policy.train()
+        parts = {f"reward/{k}": all_v.float().mean() for k, v in scores.items() if k != "reward"
+                 for all_v in [module.all_gather(v.float()).reshape(-1)]}
+        module.rollout = rollout
+        module.rollout_metrics = {
+            "reward/mean": stats["reward_mean"], "reward/std": stats["reward_std"],
+            "reward/zero_spread_groups": stats["zero_spread_fraction"], "advantage/std": stats["advantage_std"],
+            "completion/length": rollout.completion_mask.sum(1).float().mean(),
+            "time/generate_s": t_generate, "time/score_s": t_score,
+            "time/old_ref_logprobs_s": time.perf_counter() - t0 - t_generate - t_score, **parts,
+        }
+
+    @staticmethod
+    def _logprobs(module, rollout: Rollout) -> torch.Tensor:
+        """[N, C] log-probs of the sampled completions, in micro-batches."""
+        out = []
+        for rows in module.micro_batches(rollout.num_sequences):
+            mb = rollout.rows(rows)
+            out.append(completion_logprobs(module.policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                           mb.completion_mask, module.grpo.temperature,
+                                           module.grpo.logprob_chunk)["logprobs"])
+        return torch.cat(out)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        module.rollout = None
+        if not module.engine.needs_adapter_sync:
+            return
+        if self.sync_dir is None:
+            raise ValueError("this rollout engine needs adapter sync: give RolloutCallback a sync_dir")
+        self.syncs += 1
+        folder = self.sync_dir / f"rank{trainer.global_rank}" / f"step-{trainer.global_step:07d}"
+        save_adapter(module.policy, folder)
+        module.engine.sync_adapter(folder)

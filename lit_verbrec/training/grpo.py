@@ -1,0 +1,132 @@
+"""GRPOModule: the LightningModule both stages subclass.
+
+A stage says what differs — its prompts, its reward, which tokens carry the loss, an
+optional decoding constraint — by overriding four methods; the optimisation is here:
+
+    for pass in 1..mu:                                       (mu = 1: on-policy)
+        for micro-batch in the B*G sequences of the rollout:
+            logp  = log pi_theta(completion tokens)           memory-lean (rl/logprobs.py)
+            loss  = GRPO objective, paper eq. (5)             rl/losses.py, one table of aggregations
+            backward (gradients accumulate; DDP syncs on the last micro-batch only)
+        clip gradients, AdamW step, learning-rate schedule step
+
+The normaliser of every micro-batch loss is the whole step's (sequences, tokens, ...), so the
+accumulated gradient equals the gradient of the loss of the full batch. Optimisation is manual
+(`automatic_optimization = False`): one rollout feeds mu optimizer steps.
+
+Checkpoints hold only the trainable (LoRA) weights plus optimizer and loop state: the 4-bit
+base is never written (`on_save_checkpoint`), and loading is non-strict for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import lightning.pytorch as pl
+import torch
+
+from lit_verbrec.config.train_schema import GRPOConfig
+from lit_verbrec.rl.logprobs import completion_logprobs
+from lit_verbrec.rl.losses import grpo_loss, step_normalizer
+from lit_verbrec.rollout.types import Rollout, SamplingParams
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at `step`: linear warm-up, then constant or a decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}[schedule]
+
+
+class GRPOModule(pl.LightningModule):
+    def __init__(self, policy: torch.nn.Module, tokenizer, engine, grpo: GRPOConfig) -> None:
+        super().__init__()
+        self.policy = policy
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.grpo = grpo
+        self.automatic_optimization = False
+        self.strict_loading = False          # checkpoints hold the trainable weights only
+        self.rollout: Rollout | None = None  # set by RolloutCallback before each step
+        self.rollout_metrics: dict = {}
+
+    # --- what a stage defines --------------------------------------------------------------
+    def prompts(self, batch) -> list[list[int]]:
+        """Token ids of the B prompts of `batch`."""
+        raise NotImplementedError
+
+    def score(self, batch, rollout: Rollout) -> dict[str, torch.Tensor]:
+        """{"reward": [N], ...other reward parts [N], logged as reward/<name>} for the rollout."""
+        raise NotImplementedError
+
+    def loss_mask(self, batch, rollout: Rollout) -> torch.Tensor | None:
+        """[N, C] tokens that carry the loss; None: every generated token."""
+        return None
+
+    def logits_processor(self, batch):
+        """A transformers LogitsProcessorList constraining decoding, or None."""
+        return None
+
+    def sampling_params(self) -> SamplingParams:
+        g = self.grpo
+        return SamplingParams(n=g.group_size, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                              top_p=g.top_p, top_k=g.top_k)
+
+    # --- optimisation ------------------------------------------------------------------------
+    def micro_batches(self, n: int) -> list[slice]:
+        size = self.grpo.micro_batch_size
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        rollout, g = self.rollout, self.grpo
+        if rollout is None:
+            raise RuntimeError("no rollout: add RolloutCallback to the Trainer's callbacks")
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        n = rollout.num_sequences
+        normalizer = step_normalizer(g.loss_type, rollout.loss_mask, g.max_new_tokens)
+        parts = self.micro_batches(n)
+        for _ in range(g.mu):
+            sums: dict[str, float] = defaultdict(float)
+            for i, rows in enumerate(parts):
+                mb = rollout.rows(rows)
+                with optimizer.toggle_model(sync_grad=i == len(parts) - 1):
+                    out = completion_logprobs(self.policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                              mb.completion_mask, g.temperature, g.logprob_chunk, with_entropy=True)
+                    old = mb.old_logprobs if mb.old_logprobs is not None else out["logprobs"].detach()
+                    result = grpo_loss(out["logprobs"], old, mb.advantages, mb.loss_mask, loss_type=g.loss_type,
+                                       epsilon=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,
+                                       ref_logprobs=mb.ref_logprobs, entropy=out["entropy"],
+                                       entropy_coef=g.entropy_coef, max_completion_length=g.max_new_tokens,
+                                       normalizer=normalizer)
+                    self.manual_backward(result["loss"])
+                share = (rows.stop - rows.start) / n
+                for key, value in result.items():
+                    sums[key] += float(value.detach() if torch.is_tensor(value) else value) * (1.0 if key == "loss" else share)
+            if g.max_grad_norm > 0:
+                self.clip_gradients(optimizer, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        metrics = {f"train/{k}": v for k, v in sums.items()} | self.rollout_metrics
+        metrics["train/lr"] = scheduler.get_last_lr()[0]
+        self.log_dict({k: float(v) for k, v in metrics.items()}, prog_bar=False, sync_dist=False,
+                      batch_size=len(parts))
+        self.log("reward", float(self.rollout_metrics["reward/mean"]), prog_bar=True, batch_size=1)
+
+    def configure_optimizers(self):
+        g = self.grpo
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the policy has no trainable parameters (is the LoRA adapter attached?)")
+        optimizer = torch.optim.AdamW(params, lr=g.lr, weight_decay=g.weight_decay)
+        total = g.max_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, g.warmup_steps, total, g.lr_schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- checkpoints: trainable weights only -----------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
