@@ -166,12 +166,18 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Te
 def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                         completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                         temperature: float = 1.0, chunk: int = 1024,
-                        with_entropy: bool = False) -> dict[str, torch.Tensor]:
+                        with_entropy: bool = False,
+                        allowed_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Log-probs of the completion tokens under `model` (plain or PEFT-wrapped HF causal LM).
 
     prompt_ids/prompt_mask [N, P] (left-padded), completion_ids/completion_mask [N, C]
     (right-padded). Returns {"logprobs": [N, C]} (+ "entropy": [N, C]); values at masked
     completion positions are meaningless and must be masked by the caller.
+
+    `allowed_ids` [K]: the policy is the softmax over these K tokens only — the distribution a
+    constrained decoder samples from (e.g. the action verbalizer's `0`/`1` slots). Log-probs
+    and entropy are then over K, exactly on-policy for the constrained sampler; a completion
+    token outside the set gets a meaningless value (such positions carry no loss).
     """
     decoder, weight = _decoder_and_head(model)
     P = prompt_ids.shape[1]
@@ -184,4 +190,10 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=False)
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
-    return chunked_token_logprobs(hidden, weight, completion_ids, temperature, chunk, with_entropy)
+    if allowed_ids is None:
+        return chunked_token_logprobs(hidden, weight, completion_ids, temperature, chunk, with_entropy)
+    allowed_ids = allowed_ids.to(completion_ids.device)
+    # Index of each completion token within the allowed set (0 for tokens outside it).
+    match = completion_ids.unsqueeze(-1) == allowed_ids                          # [N, C, K]
+    restricted = match.long().argmax(-1)                                         # [N, C]
+    return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)

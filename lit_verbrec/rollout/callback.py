@@ -2,8 +2,7 @@
 
 Before each training step (one batch of B prompts on this rank):
 
-    prompts   = module.prompts(batch)                     B token lists
-    rollout   = engine.generate(prompts, n=G)             N = B*G completions, groups contiguous
+    rollout   = module.sample(batch)                      B prompts -> N = B*G completions, groups contiguous
     scores    = module.score(batch, rollout)              {"reward": [N], other reward parts: [N]}
     A         = (r - mean_group) / (std_group + eps)      over the rewards of all ranks (rl/advantages.py)
     old, ref  = log-probs under the current policy (only when mu > 1) and with the adapter
@@ -25,7 +24,6 @@ import torch
 
 from lit_verbrec.models.loading import reference_policy, save_adapter
 from lit_verbrec.rl.advantages import group_advantages
-from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rollout.types import Rollout
 
 
@@ -39,8 +37,7 @@ class RolloutCallback(pl.Callback):
         cfg = module.grpo
         t0 = time.perf_counter()
         module.policy.eval()  # no dropout while sampling and scoring the old/reference policies
-        rollout = module.engine.generate(module.prompts(batch), module.sampling_params(),
-                                         logits_processor=module.logits_processor(batch))
+        rollout = module.sample(batch)
         t_generate = time.perf_counter() - t0
         scores = module.score(batch, rollout)
         rewards = scores["reward"].float()                                     # [N]
@@ -74,13 +71,8 @@ class RolloutCallback(pl.Callback):
     @staticmethod
     def _logprobs(module, rollout: Rollout) -> torch.Tensor:
         """[N, C] log-probs of the sampled completions, in micro-batches."""
-        out = []
-        for rows in module.micro_batches(rollout.num_sequences):
-            mb = rollout.rows(rows)
-            out.append(completion_logprobs(module.policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                           mb.completion_mask, module.grpo.temperature,
-                                           module.grpo.logprob_chunk)["logprobs"])
-        return torch.cat(out)
+        return torch.cat([module.sequence_logprobs(rollout.rows(rows))["logprobs"]
+                          for rows in module.micro_batches(rollout.num_sequences)])
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         module.rollout = None

@@ -69,6 +69,22 @@ class GRPOModule(pl.LightningModule):
         """A transformers LogitsProcessorList constraining decoding, or None."""
         return None
 
+    def allowed_token_ids(self) -> torch.Tensor | None:
+        """[K] tokens a constrained decoder chooses among at the loss positions: the policy is the
+        softmax over these only (on-policy for that decoder). None: the whole vocabulary."""
+        return None
+
+    def sample(self, batch) -> Rollout:
+        """G completions for each prompt of `batch` from the rollout engine."""
+        return self.engine.generate(self.prompts(batch), self.sampling_params(),
+                                    logits_processor=self.logits_processor(batch))
+
+    def sequence_logprobs(self, rollout: Rollout, with_entropy: bool = False) -> dict[str, torch.Tensor]:
+        """Per-token log-probs (and entropy) of the rollout's completions under the current policy."""
+        return completion_logprobs(self.policy, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                   rollout.completion_mask, self.grpo.temperature, self.grpo.logprob_chunk,
+                                   with_entropy=with_entropy, allowed_ids=self.allowed_token_ids())
+
     def sampling_params(self) -> SamplingParams:
         g = self.grpo
         return SamplingParams(n=g.group_size, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
@@ -92,8 +108,7 @@ class GRPOModule(pl.LightningModule):
             for i, rows in enumerate(parts):
                 mb = rollout.rows(rows)
                 with optimizer.toggle_model(sync_grad=i == len(parts) - 1):
-                    out = completion_logprobs(self.policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                              mb.completion_mask, g.temperature, g.logprob_chunk, with_entropy=True)
+                    out = self.sequence_logprobs(mb, with_entropy=True)
                     old = mb.old_logprobs if mb.old_logprobs is not None else out["logprobs"].detach()
                     result = grpo_loss(out["logprobs"], old, mb.advantages, mb.loss_mask, loss_type=g.loss_type,
                                        epsilon=g.epsilon, epsilon_high=g.epsilon_high, beta=g.beta,

@@ -176,3 +176,24 @@ def test_bench_logprobs_runs_small():
     assert re.search(r"naive\s+: peak\s+[\d.]+ MiB", result.stdout), result.stdout
     assert re.search(r"ratio: ours / naive peak = [\d.]+", result.stdout), result.stdout
     assert "same log-probs on the checked slice: True" in result.stdout
+
+
+def test_allowed_ids_give_the_softmax_over_the_allowed_tokens_only():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from lit_verbrec.rl.logprobs import completion_logprobs
+
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=1, head_dim=16, intermediate_size=64))
+    prompt = torch.randint(0, 50, (3, 4))
+    completion = torch.tensor([[7, 9, 7], [9, 9, 7], [7, 7, 9]])
+    ones = torch.ones_like
+    allowed = torch.tensor([7, 9])
+    out = completion_logprobs(model, prompt, ones(prompt), completion, ones(completion), temperature=0.5,
+                              chunk=2, with_entropy=True, allowed_ids=allowed)
+    logits = model(input_ids=torch.cat([prompt, completion], 1)).logits[:, 3:-1, :][..., allowed] / 0.5
+    expected = torch.log_softmax(logits, -1).gather(-1, (completion == 9).long().unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(out["logprobs"], expected, rtol=1e-5, atol=1e-5)
+    probs = torch.softmax(logits, -1)
+    torch.testing.assert_close(out["entropy"], -(probs * probs.log()).sum(-1), rtol=1e-5, atol=1e-5)
