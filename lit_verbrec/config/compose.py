@@ -3,7 +3,8 @@
     python tools/X.py size=32b data=movielens data.path=/data/ml-1m eval.bootstrap=2000
 
 `group=choice` (no dot) picks `configs/<group>/<choice>.yaml`, whose content lands under
-`<group>:`; `a.b=c` overrides one value (the value is parsed as YAML). Every layer is
+`<group>:` (except a `globals:` block, merged at the top level: how `size=tiny` also picks
+CPU-sized stage settings); `a.b=c` overrides one value (the value is parsed as YAML). Every layer is
 checked against the schema before it is merged, so an unknown key fails with its source
 and the closest valid key; wrong types and bad values fail naming the key. Nothing loads
 a model or touches data before this returns.
@@ -24,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lit_verbrec.config.schema import Config
 
 GROUPS = ("size", "stage", "data", "oracle", "cluster")
+GLOBALS_KEY = "globals"
 
 
 class ConfigError(ValueError):
@@ -65,7 +67,12 @@ def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = Non
             raise ConfigError(f"unknown choice {choice!r} for group '{group}' (choices: {', '.join(available)})"
                               + (f"; did you mean '{hint[0]}'?" if hint else ""))
         path = root / group / f"{choice}.yaml"
-        layers.append((str(path), {group: _read_yaml(path)}))
+        content = _read_yaml(path)
+        # A group file's `globals:` block sets keys outside its group (e.g. size=tiny shortens histories).
+        extra = content.pop(GLOBALS_KEY, {})
+        layers.append((str(path), {group: content}))
+        if extra:
+            layers.append((f"{path} ({GLOBALS_KEY})", extra))
     for key, value in values:
         layers.append((f"command line '{key}={value}'", _override(key, value)))
 

@@ -20,12 +20,20 @@ from lit_verbrec.config.data_schema import (
     SyntheticConfig,
     TextConfig,
 )
-from lit_verbrec.config.train_schema import GRPOConfig, OracleConfig, RewardConfig
+from lit_verbrec.config.train_schema import (
+    GRPOConfig,
+    OracleConfig,
+    ReasonerConfig,
+    RewardConfig,
+    TrainConfig,
+    VerbalizerConfig,
+)
 
 __all__ = [
     "EVENT_TYPES", "Config", "RunConfig", "SizeConfig", "TinyArchitecture", "LoraConfig", "StageConfig",
     "DataConfig", "SyntheticConfig", "InteractionColumns", "ItemColumns", "ExamplesConfig", "TextConfig",
-    "GRPOConfig", "RewardConfig", "OracleConfig", "ClusterConfig", "EvalConfig",
+    "GRPOConfig", "RewardConfig", "OracleConfig", "ClusterConfig", "EvalConfig", "VerbalizerConfig",
+    "ReasonerConfig", "TrainConfig",
 ]
 
 
@@ -190,10 +198,14 @@ class Config:
     """Oracle group (oracle=lexical|openai|model): the stage-1 reward reasoner."""
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     """Cluster group (cluster=local|slurm)."""
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    """GRPO optimisation and sampling."""
+    verbalizer: VerbalizerConfig = field(default_factory=VerbalizerConfig)
+    """Stage 1: the verbalizer and its GRPO settings."""
     reward: RewardConfig = field(default_factory=RewardConfig)
-    """Reward shaping (stage 1)."""
+    """Stage-1 reward shaping."""
+    reasoner: ReasonerConfig = field(default_factory=ReasonerConfig)
+    """Stage 2: the reasoner's input and its GRPO settings."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Validation, checkpoints and logging of both stages."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
     out: str = ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lit_verbrec.config.checks import choice, require
 
@@ -99,6 +99,58 @@ class RewardConfig:
                  "must be below length_low (or both 0)")
         require(self.length_high < self.length_zero_high, "reward.length_zero_high", "must be above length_high")
 
+
+
+@dataclass
+class VerbalizerConfig:
+    kind: str = "action"
+    """Stage-1 verbalizer: action (per-line keep/enrich decisions, constrained) or rewrite (free text)."""
+    action_line: str = "full"
+    """action: fixed text before each line's two decisions: paper (`time, ID`, the paper's eq. 2: the
+    model must look the line up in the prompt) or full (the whole template line: local context, what a
+    small model can learn from on a CPU)."""
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=512))
+    """GRPO settings of stage 1 (max_new_tokens applies to rewrite; action lists have a fixed length)."""
+
+    def __post_init__(self) -> None:
+        choice(self.kind, "verbalizer.kind", ("action", "rewrite"))
+        choice(self.action_line, "verbalizer.action_line", ("paper", "full"))
+
+
+@dataclass
+class ReasonerConfig:
+    input: str = "verbalized"
+    """Stage-2 reasoner input: verbalized (stage 1's frozen verbalizer) or template (the paper's
+    "reasoner trained on raw interactions" ablation)."""
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=64))
+    """GRPO settings of stage 2 (reward +1 correct, -1 wrong or invalid)."""
+
+    def __post_init__(self) -> None:
+        choice(self.input, "reasoner.input", ("verbalized", "template"))
+
+
+@dataclass
+class TrainConfig:
+    devices: int = 1
+    """Devices (GPUs, or CPU processes) per node for a local run; >1 trains with DDP."""
+    train_examples: int = 0
+    """Use at most this many training examples per stage (0: all)."""
+    val_examples: int = 128
+    """Validation examples scored every val_every_n_steps (the best adapter by validation reward is kept)."""
+    val_every_n_steps: int = 25
+    """Validation cadence in optimizer steps; 0: no validation (the last adapter is used)."""
+    checkpoint_every_n_steps: int = 25
+    """Resumable checkpoint cadence in optimizer steps."""
+    samples_every_n_steps: int = 25
+    """Write a table of sample texts (verbalizations or answers) every this many steps."""
+    eval_examples: int = 0
+    """Test examples scored at the end of a stage (0: all)."""
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "checkpoint_every_n_steps", "samples_every_n_steps"):
+            require(getattr(self, name) > 0, f"train.{name}", "must be positive")
+        for name in ("train_examples", "val_examples", "val_every_n_steps", "eval_examples"):
+            require(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
 
 @dataclass
 class OracleConfig:

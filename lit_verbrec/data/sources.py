@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import finalize
-from lit_verbrec.data.examples import PreparedData
+from lit_verbrec.data.examples import PreparedData, build_examples
 from lit_verbrec.data.logs import read_logs
 from lit_verbrec.data.movielens import read_movielens
 from lit_verbrec.data.report import DataReport
@@ -33,6 +33,15 @@ def load_source(cfg: DataConfig, report: DataReport) -> CanonicalData:
     if cfg.source == "movielens":
         return read_movielens(cfg.path, report)
     return read_logs(cfg, report)
+
+
+def prepare(cfg: DataConfig, out: str | Path, progress: bool = True) -> PreparedData:
+    """Source -> canonical tables -> examples, written to `out`; raises DataError on bad input."""
+    report = DataReport()
+    data = load_source(cfg, report)
+    prepared = build_examples(data, cfg.examples, cfg.seed, report, progress=progress)
+    write_prepared(prepared, out)
+    return prepared
 
 
 def write_prepared(prepared: PreparedData, folder: str | Path) -> None:

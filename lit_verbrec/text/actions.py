@@ -51,20 +51,29 @@ def line_prefix(entry: dict) -> str:
     return f"{ts.year:04d}{ts.month:02d}{ts.day:02d} {HOURS_12[ts.hour]}, {entry['item']}"
 
 
-def action_segments(history: list[dict]) -> list[str]:
-    """The 2L + 1 fixed texts around the 2L decision slots of the history's action list."""
+def action_segments(history: list[dict], catalog: Catalog | None = None) -> list[str]:
+    """The 2L + 1 fixed texts around the 2L decision slots of the history's action list.
+
+    Without a catalog each line starts with the paper's `time, ID`; with one it starts with the
+    whole template line (`verbalizer.action_line=full`), so a decision sits right after the
+    interaction it is about instead of needing a look-up in the prompt.
+    """
     if not history:
         return [""]
-    segments = [line_prefix(history[0]) + ", "]
+
+    def prefix(entry: dict) -> str:
+        return template_line(entry, catalog[entry["item"]]) if catalog is not None else line_prefix(entry)
+
+    segments = [prefix(history[0]) + ", "]
     for entry in history[1:]:
-        segments += [", ", ",\n" + line_prefix(entry) + ", "]
+        segments += [", ", ",\n" + prefix(entry) + ", "]
     segments += [", ", ","]
     return segments
 
 
-def render_actions(history: list[dict], plan: ActionPlan) -> str:
+def render_actions(history: list[dict], plan: ActionPlan, catalog: Catalog | None = None) -> str:
     """The completion text for `plan` (what constrained decoding produces)."""
-    segments = action_segments(history)
+    segments = action_segments(history, catalog)
     slots = [str(d) for pair in zip(plan.keep, plan.enrich) for d in pair]
     return segments[0] + "".join(slot + segment for slot, segment in zip(slots, segments[1:]))
 

@@ -65,3 +65,10 @@ def test_bad_plans_are_rejected(catalog):
         ActionPlan((1, 2), (0, 0))
     with pytest.raises(ValueError, match="2 decisions for 3 interactions"):
         execute_actions(HISTORY, ActionPlan((1, 1), (0, 0)), catalog)
+
+
+def test_full_lines_put_the_whole_template_line_before_the_decisions(catalog):
+    plan = ActionPlan.from_slots([1, 0, 0, 0, 1, 1])
+    text = render_actions(HISTORY, plan, catalog)
+    assert text.splitlines()[1] == "20250608, Sunday, 9 PM, ID: 2, Glass Tower, Autoplay Preview, Duration: 0.50 min, 0, 0,"
+    assert parse_actions(text, 3) == plan

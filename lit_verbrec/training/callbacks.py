@@ -1,0 +1,65 @@
+"""Callbacks of a stage run: validation with best-adapter keeping, and sample tables.
+
+Keeping the best checkpoint by validation reward is one of the guards against the late
+collapse plain GRPO shows near the optimum (notes/learnability.md): the policy is scored
+greedily on held-out examples at step 0 and every `every_n_steps`, and the adapter of the
+best score is written to `best_dir` (with `best.json`), so a later slide costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from lit_verbrec.models.loading import save_adapter
+
+
+class ValidationCallback(pl.Callback):
+    def __init__(self, examples: list[dict], every_n_steps: int, best_dir: str | Path, metric: str = "reward") -> None:
+        self.examples, self.every_n_steps = examples, every_n_steps
+        self.best_dir, self.metric = Path(best_dir), metric
+        self.best: float | None = None
+        self.history: list[dict] = []
+
+    def _validate(self, trainer: pl.Trainer, module) -> None:
+        metrics = module.validation_reward(self.examples)
+        step = trainer.global_step
+        self.history.append({"step": step, **metrics})
+        for logger in trainer.loggers:
+            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=step)
+        if self.best is None or metrics[self.metric] > self.best:
+            self.best = metrics[self.metric]
+            if trainer.is_global_zero:
+                save_adapter(module.policy, self.best_dir, tokenizer=module.tokenizer)
+                (self.best_dir / "best.json").write_text(json.dumps({"step": step, **metrics}, indent=2) + "\n")
+
+    def on_train_start(self, trainer: pl.Trainer, module) -> None:
+        if trainer.global_step == 0:
+            self._validate(trainer, module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._validate(trainer, module)
+
+
+class SampleTable(pl.Callback):
+    """Every `every_n_steps`, write the latest rollout's texts with their rewards as Markdown."""
+
+    def __init__(self, folder: str | Path, every_n_steps: int, rows: int = 8) -> None:
+        self.folder, self.every_n_steps, self.rows = Path(folder), every_n_steps, rows
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if not trainer.is_global_zero or trainer.global_step % self.every_n_steps or not module.last_samples:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        samples = module.last_samples[: self.rows]
+        columns = [k for k in samples[0] if k != "text"]
+        lines = [f"# step {trainer.global_step}", "", "| " + " | ".join(columns + ["text"]) + " |",
+                 "|" + "---|" * (len(columns) + 1)]
+        for s in samples:
+            text = s["text"].replace("|", "\\|").replace("\n", "<br>")
+            lines.append("| " + " | ".join(f"{s[c]:.3f}" if isinstance(s[c], float) else str(s[c]) for c in columns)
+                         + f" | {text} |")
+        (self.folder / f"step-{trainer.global_step:06d}.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,155 @@
+"""One stage of a run, from the config: run folder, data, tokenizer, models, Trainer, fit.
+
+    runs/<run.name>/
+      config.yaml                resolved config
+      data/                      prepared examples (made on first use unless data.prepared is set)
+      tokenizer/                 the builtin tokenizer of a tiny run (trained once, reused by stage 2)
+      verbalizer/ reasoner/      one folder per stage:
+        checkpoints/last.ckpt      resumable state (a rerun of the same command resumes from it)
+        adapter/  adapter-best/    peft adapters: last, and best by validation reward
+        logs/                      TensorBoard events and metrics.csv
+        samples/                   Markdown tables of sample texts
+      cache/                     stage 2's verbalization cache
+      results.md, results.json   written by the tools at the end
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pyarrow.compute as pc
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from lit_verbrec.config.compose import save_config
+from lit_verbrec.config.schema import Config
+from lit_verbrec.config.train_schema import GRPOConfig
+from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.data.sources import prepare, read_prepared
+from lit_verbrec.models.loading import load_tokenizer
+from lit_verbrec.models.tokenizers import build_tiny_tokenizer
+from lit_verbrec.rollout.callback import RolloutCallback
+from lit_verbrec.text.prompts import reasoner_messages
+from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
+from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
+from lit_verbrec.training.callbacks import SampleTable, ValidationCallback
+from lit_verbrec.training.checkpoints import AdapterCheckpoint, resumable_checkpoint
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    run: Path
+
+    @classmethod
+    def of(cls, cfg: Config) -> RunPaths:
+        return cls(Path(cfg.run.root) / cfg.run.name)
+
+    def stage(self, name: str) -> Path:
+        return self.run / name
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.run / "tokenizer"
+
+    @property
+    def cache(self) -> Path:
+        return self.run / "cache"
+
+
+def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
+    """data.prepared if given, else <run>/data, prepared now if it is not there yet."""
+    folder = Path(cfg.data.prepared) if cfg.data.prepared else paths.run / "data"
+    if not (folder / "examples.parquet").is_file():
+        if cfg.data.prepared:
+            raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
+        prepare(cfg.data, folder)
+    return folder
+
+
+def load_examples(folder: Path, split: str, limit: int = 0) -> tuple[list[dict], Catalog]:
+    """The split's examples as dicts (at most `limit`, 0: all) and the item catalog."""
+    examples, items = read_prepared(folder, split)
+    if limit:
+        examples = examples.slice(0, limit)
+    return examples.to_pylist(), Catalog.from_table(items)
+
+
+def run_tokenizer(cfg: Config, paths: RunPaths, examples: list[dict], catalog: Catalog):
+    """The run's tokenizer; `size.tokenizer=builtin` trains one on this run's texts, once."""
+    if cfg.size.tokenizer != "builtin":
+        return load_tokenizer(cfg.size)
+    if (paths.tokenizer / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(paths.tokenizer, padding_side="left")
+    tokenizer = build_tiny_tokenizer(tokenizer_corpus(examples[:300], catalog))
+    tokenizer.save_pretrained(paths.tokenizer)
+    return tokenizer
+
+
+def tokenizer_corpus(examples: list[dict], catalog: Catalog) -> list[str]:
+    """Texts a builtin tokenizer must encode well: templates with metadata, prompts, candidate lists."""
+    corpus = []
+    for e in examples:
+        text = verbalize_template(e["history"], catalog, METADATA_FIELDS)
+        corpus += [text] + [m["content"] for m in verbalizer_messages("rewrite", text)]
+        corpus += [m["content"] for m in reasoner_messages(text, e["candidates"], catalog)]
+    return corpus + ["0 1 , Answer: 1 2 3 4 5 6 7 8 9 10"]
+
+
+def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    devices = cfg.train.devices
+    return pl.Trainer(
+        accelerator="auto", devices=devices, strategy="ddp" if devices > 1 else "auto",
+        max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true",
+        logger=[TensorBoardLogger(stage_dir, name="logs", version=""), CSVLogger(stage_dir, name="logs", version="")],
+        log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters"),
+                   resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
+                   AdapterCheckpoint(stage_dir / "adapter"), *callbacks],
+    )
+
+
+def stage_callbacks(cfg: Config, stage_dir: Path, val_examples: list[dict]) -> list[pl.Callback]:
+    callbacks: list[pl.Callback] = [SampleTable(stage_dir / "samples", cfg.train.samples_every_n_steps)]
+    if cfg.train.val_every_n_steps and val_examples:
+        callbacks.append(ValidationCallback(val_examples, cfg.train.val_every_n_steps, stage_dir / "adapter-best"))
+    return callbacks
+
+
+def fit(cfg: Config, module: pl.LightningModule, train_examples: list[dict], stage_dir: Path, grpo: GRPOConfig,
+        callbacks: list[pl.Callback]) -> pl.Trainer:
+    """Fit, resuming from <stage>/checkpoints/last.ckpt when an earlier run left one."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, stage_dir)
+    trainer = make_trainer(cfg, stage_dir, grpo, callbacks)
+    loader = DataLoader(train_examples, batch_size=grpo.prompts_per_step, shuffle=True, collate_fn=list,
+                        generator=_generator(cfg.run.seed))
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, loader, ckpt_path=str(last) if last.is_file() else None)
+    return trainer
+
+
+def best_adapter(stage_dir: Path) -> Path:
+    """The adapter a later stage uses: the best by validation reward if kept, else the last."""
+    best = stage_dir / "adapter-best"
+    return best if (best / "adapter_config.json").is_file() else stage_dir / "adapter"
+
+
+def split_counts(folder: Path) -> dict[str, int]:
+    examples, _ = read_prepared(folder)
+    return {s: int(pc.sum(pc.equal(examples["split"], s)).as_py() or 0) for s in ("train", "val", "test")}
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,72 @@
+"""The two stages as functions of the config: build the pieces, fit, return a summary.
+
+    stage 1  verbalizer: policy = size's model + LoRA, verbalizer = action | rewrite,
+             reward from the oracle (oracle.*) and the length plateau (reward.*)
+    stage 2  reasoner:   stage 1's adapter verbalizes every example once (cached), then a fresh
+             LoRA on the same base learns to answer from those texts (or from the template,
+             reasoner.input=template), reward +1 / -1
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lit_verbrec.config.schema import Config
+from lit_verbrec.models.loading import load_policy, save_dequantized_base
+from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.rollout.engines import make_engine
+from lit_verbrec.rollout.hf import HFEngine
+from lit_verbrec.training.run import (
+    RunPaths,
+    fit,
+    load_examples,
+    prepared_folder,
+    run_tokenizer,
+    stage_callbacks,
+)
+from lit_verbrec.training.verbalizer import VerbalizerGRPO
+from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer
+
+
+def rank_seed(cfg: Config) -> int:
+    """Each rank samples with its own seed (the same prompts would otherwise get the same samples)."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return cfg.run.seed + rank
+
+
+def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
+    """hf shares the policy's weights; vllm loads the base (dequantized NF4 when the policy is QLoRA)."""
+    if grpo.engine == "hf":
+        return HFEngine(policy, tokenizer)
+    vllm_base = None
+    if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
+        vllm_base = paths.run / "vllm-base"
+        if not (vllm_base / "config.json").is_file():
+            save_dequantized_base(policy, vllm_base, tokenizer)
+        vllm_base = str(vllm_base)
+    return make_engine(grpo, cfg.size, policy, tokenizer, rank_seed(cfg), vllm_base=vllm_base)
+
+
+def run_verbalizer_stage(cfg: Config) -> dict:
+    """Stage 1. Returns {"stage_dir", "adapter", "global_step", "validation": [...]}."""
+    paths = RunPaths.of(cfg)
+    data = prepared_folder(cfg, paths)
+    train, catalog = load_examples(data, "train", cfg.train.train_examples)
+    val, _ = load_examples(data, "val", cfg.train.val_examples)
+    tokenizer = run_tokenizer(cfg, paths, train, catalog)
+    grpo, stage_dir = cfg.verbalizer.grpo, paths.stage("verbalizer")
+    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
+                         seed=cfg.run.seed, workdir=stage_dir)
+    engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
+    if cfg.verbalizer.kind == "action":
+        verbalizer = ActionVerbalizer(policy, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
+                                      max_tags=cfg.text.max_tags)
+    else:
+        verbalizer = RewriteVerbalizer(engine, tokenizer, catalog, "rewrite", grpo.max_new_tokens)
+    oracle = make_oracle(cfg.oracle, catalog, paths.run / "oracle_cache" if not cfg.oracle.cache_dir else cfg.oracle.cache_dir)
+    module = VerbalizerGRPO(policy, tokenizer, engine, grpo, verbalizer, oracle, cfg.reward)
+    callbacks = stage_callbacks(cfg, stage_dir, val)
+    trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
+    validation = next((c.history for c in callbacks if hasattr(c, "history")), [])
+    return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
+            "oracle": oracle.stats()}

@@ -1,0 +1,109 @@
+"""The four verbalizers of the paper (section 4.1) behind one interface.
+
+    template   the paper's fixed template (no model)
+    zero_shot  the LLM, untrained, prompted with explicit heuristics
+    action     per-line keep/enrich decisions, sampled with the slot sampler (every sample is a
+               valid action list) and executed deterministically (text/actions.py)
+    rewrite    free text from the rollout engine
+
+`sample` gives G stochastic verbalizations per example for training (a Rollout whose
+`render`ed texts the oracle reads); `verbalize` gives one greedy verbalization per example
+for validation, the stage-2 cache and evaluation. An example is a row of the examples table
+as a dict (history entries as dicts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.rollout.slots import SlotSampler, SlotSpec, action_slot_spec
+from lit_verbrec.rollout.types import Rollout, SamplingParams
+from lit_verbrec.text.actions import ActionPlan, action_segments, execute_actions
+from lit_verbrec.text.template import verbalize_template
+from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
+
+
+def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat prompt ending with the assistant turn's opening (thinking off)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class TemplateVerbalizer:
+    kind = "template"
+
+    def __init__(self, catalog: Catalog, max_tags: int = 3) -> None:
+        self.catalog, self.max_tags = catalog, max_tags
+
+    def verbalize(self, examples: list[dict], batch_size: int = 0) -> list[str]:
+        return [verbalize_template(e["history"], self.catalog) for e in examples]
+
+
+class ActionVerbalizer:
+    kind = "action"
+
+    def __init__(self, policy, tokenizer, catalog: Catalog, full_lines: bool, max_tags: int = 3) -> None:
+        self.policy, self.tokenizer, self.catalog = policy, tokenizer, catalog
+        self.full_lines, self.max_tags = full_lines, max_tags
+        self.sampler = SlotSampler(policy, tokenizer)
+        spec = action_slot_spec(["", ""], tokenizer)   # the "0"/"1" ids, checked single tokens
+        self.decision_ids = torch.tensor(spec.allowed[0])
+
+    def prompts(self, examples: list[dict]) -> list[list[int]]:
+        return [chat_prompt_ids(self.tokenizer, verbalizer_messages(
+            "action", verbalize_template(e["history"], self.catalog))) for e in examples]
+
+    def specs(self, examples: list[dict]) -> list[SlotSpec]:
+        catalog = self.catalog if self.full_lines else None
+        return [action_slot_spec(action_segments(e["history"], catalog), self.tokenizer) for e in examples]
+
+    def sample(self, examples: list[dict], params: SamplingParams, greedy: bool = False) -> Rollout:
+        return self.sampler.generate(self.prompts(examples), self.specs(examples), params, greedy=greedy)
+
+    def plans(self, rollout: Rollout) -> list[ActionPlan]:
+        slots = rollout.info["slots"]                                              # [N, S] chosen index
+        return [ActionPlan.from_slots([int(d) for d in row if d >= 0]) for row in slots]
+
+    def render(self, examples: list[dict], rollout: Rollout) -> list[str]:
+        return [execute_actions(examples[g]["history"], plan, self.catalog, self.max_tags)
+                for g, plan in zip(rollout.group.tolist(), self.plans(rollout))]
+
+    def verbalize(self, examples: list[dict], batch_size: int = 16) -> list[str]:
+        texts = []
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            rollout = self.sample(chunk, SamplingParams(n=1, max_new_tokens=1), greedy=True)
+            texts += self.render(chunk, rollout)
+        return texts
+
+
+class RewriteVerbalizer:
+    """Free-text verbalization (`rewrite`, trained) or its untrained heuristic twin (`zero_shot`)."""
+
+    def __init__(self, engine, tokenizer, catalog: Catalog, kind: str = "rewrite", max_new_tokens: int = 512) -> None:
+        self.engine, self.tokenizer, self.catalog = engine, tokenizer, catalog
+        self.kind, self.max_new_tokens = kind, max_new_tokens
+        self.decision_ids = None
+
+    def prompts(self, examples: list[dict]) -> list[list[int]]:
+        return [chat_prompt_ids(self.tokenizer, verbalizer_messages(
+            self.kind, verbalize_template(e["history"], self.catalog))) for e in examples]
+
+    def sample(self, examples: list[dict], params: SamplingParams, greedy: bool = False) -> Rollout:
+        if greedy:  # temperature -> 0: the engines take the argmax at a tiny temperature
+            params = replace(params, temperature=1e-5, top_p=1.0, top_k=1)
+        return self.engine.generate(self.prompts(examples), params)
+
+    def render(self, examples: list[dict], rollout: Rollout) -> list[str]:
+        return [text.strip() for text in rollout.texts]
+
+    def verbalize(self, examples: list[dict], batch_size: int = 16) -> list[str]:
+        texts = []
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            params = SamplingParams(n=1, max_new_tokens=self.max_new_tokens)
+            texts += self.render(chunk, self.sample(chunk, params, greedy=True))
+        return texts
