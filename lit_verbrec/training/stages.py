@@ -12,12 +12,20 @@ from __future__ import annotations
 import torch
 
 from lit_verbrec.config.schema import Config
-from lit_verbrec.models.loading import load_policy, save_dequantized_base
+from lit_verbrec.models.loading import (
+    load_adapter,
+    load_base_model,
+    load_policy,
+    save_dequantized_base,
+)
 from lit_verbrec.oracle.base import make_oracle
 from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
+from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
+from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
     RunPaths,
+    best_adapter,
     fit,
     load_examples,
     prepared_folder,
@@ -25,7 +33,7 @@ from lit_verbrec.training.run import (
     stage_callbacks,
 )
 from lit_verbrec.training.verbalizer import VerbalizerGRPO
-from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer
+from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer, TemplateVerbalizer
 
 
 def rank_seed(cfg: Config) -> int:
@@ -70,3 +78,67 @@ def run_verbalizer_stage(cfg: Config) -> dict:
     validation = next((c.history for c in callbacks if hasattr(c, "history")), [])
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
             "oracle": oracle.stats()}
+
+
+def frozen_verbalizer(cfg: Config, paths: RunPaths, tokenizer, catalog):
+    """Stage 1's verbalizer with its best adapter, frozen, and the adapter's hash."""
+    adapter = best_adapter(paths.stage("verbalizer"))
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no stage-1 adapter in {paths.stage('verbalizer')}: run stage=verbalizer first "
+                                f"(or reasoner.input=template to train on the template text)")
+    base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner"))
+    model = load_adapter(base, adapter)
+    model.eval()
+    if cfg.verbalizer.kind == "action":
+        verbalizer = ActionVerbalizer(model, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
+                                      max_tags=cfg.text.max_tags)
+    else:
+        verbalizer = RewriteVerbalizer(HFEngine(model, tokenizer), tokenizer, catalog, "rewrite",
+                                       cfg.verbalizer.grpo.max_new_tokens)
+    return verbalizer, adapter_hash(adapter)
+
+
+def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, catalog) -> tuple[dict[str, str], dict]:
+    """example_id -> the reasoner's input text (verbalized once and cached, or the template)."""
+    if cfg.reasoner.input == "template":
+        template = TemplateVerbalizer(catalog, cfg.text.max_tags)
+        return dict(zip([e["example_id"] for e in examples], template.verbalize(examples))), {"input": "template"}
+    verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
+    cache = VerbalizationCache(paths.cache, verbalizer.kind, key)
+    texts = cache.texts(examples, verbalizer.verbalize)
+    return texts, {"input": "verbalized", "cache": str(cache.path), "computed": cache.computed, "reused": cache.reused}
+
+
+def run_reasoner_stage(cfg: Config) -> dict:
+    """Stage 2. Returns {"stage_dir", "global_step", "validation", "texts": cache counters, "text_lookups"}."""
+    paths = RunPaths.of(cfg)
+    data = prepared_folder(cfg, paths)
+    train, catalog = load_examples(data, "train", cfg.train.train_examples)
+    val, _ = load_examples(data, "val", cfg.train.val_examples)
+    test, _ = load_examples(data, "test", cfg.train.eval_examples)
+    tokenizer = run_tokenizer(cfg, paths, train, catalog)
+    texts, text_info = stage2_texts(cfg, paths, train + val + test, tokenizer, catalog)
+    print(f"stage 2 input: {text_info}", flush=True)
+    grpo, stage_dir = cfg.reasoner.grpo, paths.stage("reasoner")
+    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
+                         seed=cfg.run.seed, workdir=stage_dir)
+    engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
+    module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags)
+    callbacks = stage_callbacks(cfg, stage_dir, val)
+    trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
+    validation = next((c.history for c in callbacks if hasattr(c, "history")), [])
+    print(f"stage 2 read {module.text_lookups:,} texts from the cache during training "
+          f"(verbalized {text_info.get('computed', 0):,}, reused {text_info.get('reused', 0):,})", flush=True)
+    return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
+            "texts": text_info, "text_lookups": module.text_lookups}
+
+
+def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: dict[str, str]) -> ReasonerGRPO:
+    """Stage 2's reasoner with its best adapter, frozen, for evaluation (transformers engine)."""
+    adapter = best_adapter(paths.stage("reasoner"))
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no stage-2 adapter in {paths.stage('reasoner')}: run stage=reasoner first")
+    model = load_adapter(load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner")), adapter)
+    model.eval()
+    return ReasonerGRPO(model, tokenizer, HFEngine(model, tokenizer), cfg.reasoner.grpo, catalog, texts,
+                        cfg.text.candidate_metadata, cfg.text.max_tags)

@@ -53,6 +53,8 @@ class ActionVerbalizer:
         self.decision_ids = torch.tensor(spec.allowed[0])
 
     def prompts(self, examples: list[dict]) -> list[list[int]]:
+        if self.full_lines:  # the lines are in the answer's fixed text: one short prompt for all
+            return [chat_prompt_ids(self.tokenizer, verbalizer_messages("action_full", None))] * len(examples)
         return [chat_prompt_ids(self.tokenizer, verbalizer_messages(
             "action", verbalize_template(e["history"], self.catalog))) for e in examples]
 

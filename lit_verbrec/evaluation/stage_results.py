@@ -1,0 +1,79 @@
+"""Scores at the end of a stage, on held-out test examples, with the stage's own reasoner.
+
+Stage 1 (the learning demonstration): the oracle reads the template, the template with every
+line enriched (the best fixed heuristic: keep all, enrich all) and the trained verbalizer's
+greedy output; Recall@1 overall and on discovery targets with bootstrap intervals. The
+verbalizer has learned to *filter* only if its discovery interval lies above both.
+Stage 2: the trained reasoner's greedy answers on its input texts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lit_verbrec.config.schema import Config
+from lit_verbrec.evaluation.metrics import relative_change, summarize
+from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
+from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
+
+
+def _score(preds: np.ndarray, examples: list[dict], cfg: Config) -> dict:
+    target = np.array([e["target_index"] for e in examples])
+    discovery = np.array([e["is_discovery"] for e in examples])
+    return summarize(preds, target, discovery, cfg.eval.bootstrap, cfg.eval.confidence, cfg.run.seed)
+
+
+def verbalizer_results(cfg: Config) -> dict:
+    from lit_verbrec.training.stages import frozen_verbalizer
+
+    paths = RunPaths.of(cfg)
+    test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)
+    tokenizer = run_tokenizer(cfg, paths, test, catalog)
+    oracle = make_oracle(cfg.oracle, catalog, paths.run / "oracle_cache" if not cfg.oracle.cache_dir else cfg.oracle.cache_dir)
+    verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
+    texts = {
+        "template": [verbalize_template(e["history"], catalog) for e in test],
+        "keep all + enrich all": [verbalize_template(e["history"], catalog, METADATA_FIELDS, cfg.text.max_tags) for e in test],
+        f"trained {verbalizer.kind} verbalizer": verbalizer.verbalize(test),
+    }
+    candidates = [e["candidates"] for e in test]
+    preds = {name: np.array([-1 if c is None else c for c in oracle.choose(t, candidates)]) for name, t in texts.items()}
+    rows = {name: _score(p, test, cfg) for name, p in preds.items()}
+    target = np.array([e["target_index"] for e in test])
+    discovery = np.array([e["is_discovery"] for e in test])
+    for name in rows:
+        rows[name]["vs_template_discovery"] = relative_change(preds[name], preds["template"], target, discovery,
+                                                             cfg.eval.bootstrap, cfg.eval.confidence, cfg.run.seed)
+    trained = rows[f"trained {verbalizer.kind} verbalizer"]
+    learned = trained["discovery_low"] > max(rows["template"]["discovery_high"], rows["keep all + enrich all"]["discovery_high"])
+    return {"stage": "verbalizer", "reasoner": f"oracle ({cfg.oracle.kind})", "split": cfg.eval.split, "n": len(test),
+            "adapter_hash": key, "rows": rows, "learned_beyond_intervals": bool(learned),
+            "examples": [{"template": texts["template"][i], "verbalized": texts[f"trained {verbalizer.kind} verbalizer"][i]}
+                         for i in range(min(2, len(test)))]}
+
+
+def reasoner_results(cfg: Config) -> dict:
+    from lit_verbrec.training.stages import stage2_texts, trained_reasoner
+
+    paths = RunPaths.of(cfg)
+    test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)
+    tokenizer = run_tokenizer(cfg, paths, test, catalog)
+    texts, info = stage2_texts(cfg, paths, test, tokenizer, catalog)   # served from the stage-2 cache
+    preds = trained_reasoner(cfg, paths, tokenizer, catalog, texts).predict(test).numpy()
+    return {"stage": "reasoner", "reasoner": f"trained reasoner on {cfg.reasoner.input} text", "split": cfg.eval.split,
+            "n": len(test), "texts": info, "rows": {f"trained reasoner ({cfg.reasoner.input})": _score(preds, test, cfg)}}
+
+
+def markdown(results: dict) -> str:
+    level = "95%"
+    lines = [f"## Stage {results['stage']}: {results['reasoner']}, {results['split']} split, {results['n']:,} examples", "",
+             f"| System | Recall@1 % ({level} CI) | Discovery Recall@1 % ({level} CI) | ValidRatio |", "|---|---|---|---|"]
+    for name, r in results["rows"].items():
+        lines.append(f"| {name} | {100 * r['recall']:.1f} [{100 * r['recall_low']:.1f}, {100 * r['recall_high']:.1f}] "
+                     f"| {100 * r['discovery_recall']:.1f} [{100 * r['discovery_low']:.1f}, {100 * r['discovery_high']:.1f}] "
+                     f"| {r['valid_ratio']:.3f} |")
+    if "learned_beyond_intervals" in results:
+        lines += ["", "Learned to filter (trained discovery interval above both template and keep-all+enrich-all): "
+                  + ("**yes**" if results["learned_beyond_intervals"] else "**no**")]
+    return "\n".join(lines)

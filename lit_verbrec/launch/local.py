@@ -1,0 +1,49 @@
+"""cluster=local: run the configured stages one after another on this machine, then score them.
+
+Each stage resumes from its last checkpoint if an earlier attempt left one, so rerunning the
+same command after an interruption continues where it stopped. Results of every stage are
+appended to `<run>/results.md` and `<run>/results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from lit_verbrec.config.compose import save_config
+from lit_verbrec.config.schema import Config
+from lit_verbrec.evaluation.stage_results import markdown, reasoner_results, verbalizer_results
+from lit_verbrec.training.run import RunPaths
+from lit_verbrec.training.stages import run_reasoner_stage, run_verbalizer_stage
+
+STAGES = {"verbalizer": (run_verbalizer_stage, verbalizer_results), "reasoner": (run_reasoner_stage, reasoner_results)}
+
+
+def run_stage(cfg: Config, stage: str) -> dict:
+    """Train one stage, score it on the test split, record and print the result."""
+    train, score = STAGES[stage]
+    start = time.perf_counter()
+    summary = train(cfg)
+    results = score(cfg)
+    results["train"] = {k: v for k, v in summary.items() if k != "validation"} | {
+        "validation": summary["validation"], "minutes": round((time.perf_counter() - start) / 60, 2)}
+    record(RunPaths.of(cfg).run, results)
+    print(markdown(results), flush=True)
+    return results
+
+
+def run_local(cfg: Config) -> list[dict]:
+    paths = RunPaths.of(cfg)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, paths.run)
+    return [run_stage(cfg, stage) for stage in cfg.stage.stages]
+
+
+def record(run_dir: Path, results: dict) -> None:
+    """Replace this stage's entry in results.json and rewrite results.md from all entries."""
+    path = run_dir / "results.json"
+    entries = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if r["stage"] != results["stage"]]
+    entries.append(results)
+    path.write_text(json.dumps(entries, indent=2, default=str) + "\n")
+    (run_dir / "results.md").write_text("# Results\n\n" + "\n\n".join(markdown(r) for r in entries) + "\n")
