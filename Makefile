@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
+# The main job: both stages on the embedded default (synthetic log, tiny model, this CPU),
+# then the baseline table on the same prepared data.
 run: setup
-	$(BIN)/python tools/prepare_data.py out=$(RUN)/data
+	$(BIN)/python tools/submit.py stage=both size=tiny cluster=local run.root=$(dir $(RUN)) run.name=$(notdir $(RUN))
 	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data out=$(RUN)/eval
 
 test: setup

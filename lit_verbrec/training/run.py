@@ -104,8 +104,8 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     return pl.Trainer(
         accelerator="auto", devices=devices, strategy="ddp" if devices > 1 else "auto",
         max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true",
-        # One version folder per attempt: a resumed run never overwrites the earlier attempt's logs.
-        logger=[TensorBoardLogger(stage_dir, name="logs"), CSVLogger(stage_dir, name="logs")],
+        # logs/{tensorboard,csv}/version_<attempt>: a resumed run never overwrites an earlier attempt's logs.
+        logger=[TensorBoardLogger(stage_dir / "logs", name="tensorboard"), CSVLogger(stage_dir / "logs", name="csv")],
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters"),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),

@@ -45,6 +45,9 @@ def test_every_yaml_key_is_in_the_schema():
     for path in config_dir().rglob("*.yaml"):
         data = OmegaConf.to_container(OmegaConf.load(path))
         data.pop("defaults", None)
+        for key in _flatten(data.pop("globals", {})):   # a group file's keys outside its group
+            if not key.startswith("data.event_map."):
+                assert key in keys, f"{path}: globals.{key}"
         prefix = "" if path.parent == config_dir() else path.parent.name + "."
         for key in _flatten(data):
             if not key.startswith("data.event_map."):
@@ -150,6 +153,14 @@ def test_saved_config_round_trips(tmp_path: Path):
     path = save_config(cfg, tmp_path)
     again = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path)))
     assert again == cfg
+
+
+def test_size_tiny_sets_cpu_stage_settings_through_globals():
+    tiny, big = compose(["size=tiny"]), compose(["size=8b"])
+    assert tiny.data.examples.history_len < big.data.examples.history_len == 100
+    assert tiny.verbalizer.grpo.max_steps < big.verbalizer.grpo.max_steps
+    # A command-line override still wins over a group's globals.
+    assert compose(["size=tiny", "data.examples.history_len=30"]).data.examples.history_len == 30
 
 
 def test_empty_override_is_the_empty_string():

@@ -1,0 +1,104 @@
+"""The stages end to end on a tiny CPU run, and their parts: verbalizers, cache, reasoner reward."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lit_verbrec.config.compose import compose
+from lit_verbrec.models.loading import load_policy
+from lit_verbrec.rollout.types import Rollout, SamplingParams
+from lit_verbrec.text.actions import parse_actions
+from lit_verbrec.training.cache import VerbalizationCache
+from lit_verbrec.training.reasoner import ReasonerGRPO
+from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
+from lit_verbrec.training.verbalizers import ActionVerbalizer
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data.synthetic.users=40", "data.synthetic.interactions_per_user=30", "data.synthetic.movies=200",
+        "data.synthetic.series=20", "data.examples.history_len=8",
+        "verbalizer.grpo.max_steps=3", "verbalizer.grpo.prompts_per_step=2", "verbalizer.grpo.group_size=4",
+        "reasoner.grpo.max_steps=2", "reasoner.grpo.prompts_per_step=2", "reasoner.grpo.group_size=4",
+        "train.val_examples=4", "train.val_every_n_steps=2", "train.eval_examples=24", "train.checkpoint_every_n_steps=2",
+        "eval.bootstrap=100"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = compose([f"run.root={tmp_path_factory.mktemp('runs')}", *TINY])
+    paths = RunPaths.of(cfg)
+    train, catalog = load_examples(prepared_folder(cfg, paths), "train")
+    tokenizer = run_tokenizer(cfg, paths, train, catalog)
+    return cfg, train, catalog, tokenizer
+
+
+def test_action_verbalizer_samples_are_valid_action_lists_for_any_seed(tiny_run):
+    cfg, train, catalog, tokenizer = tiny_run
+    for seed in range(8):
+        policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=False, seed=seed)
+        verbalizer = ActionVerbalizer(policy, tokenizer, catalog, full_lines=seed % 2 == 0)
+        rollout = verbalizer.sample(train[:3], SamplingParams(n=4, max_new_tokens=1, seed=seed))
+        for text, g in zip(rollout.texts, rollout.group.tolist()):
+            assert parse_actions(text, len(train[g]["history"])) is not None, text
+        rendered = verbalizer.render(train[:3], rollout)
+        kept = [sum(p.keep) for p in verbalizer.plans(rollout)]
+        assert [len(t.splitlines()) if t else 0 for t in rendered] == kept
+
+
+def test_cache_verbalizes_once_and_reuses(tmp_path, tiny_run):
+    _, train, _, _ = tiny_run
+    calls = []
+
+    def verbalize(examples):
+        calls.append(len(examples))
+        return [f"text of {e['example_id']}" for e in examples]
+
+    cache = VerbalizationCache(tmp_path, "action", "abc")
+    first = cache.texts(train[:5], verbalize)
+    again = VerbalizationCache(tmp_path, "action", "abc").texts(train[:7], verbalize)
+    assert calls == [5, 2] and first[train[0]["example_id"]] == f"text of {train[0]['example_id']}"
+    assert len(again) == 7
+    other = VerbalizationCache(tmp_path, "action", "def")   # another adapter: nothing reused
+    other.texts(train[:2], verbalize)
+    assert other.computed == 2 and other.reused == 0
+    assert set(pq.read_table(cache.path).column_names) >= {"example_id", "split", "verbalization", "adapter_hash"}
+
+
+def test_reasoner_reward_is_plus_one_minus_one(tiny_run):
+    cfg, train, catalog, tokenizer = tiny_run
+    module = ReasonerGRPO(None, tokenizer, None, cfg.reasoner.grpo, catalog, {}, True)
+    batch = train[:1]
+    right = batch[0]["target_index"] + 1
+    texts = [f"Answer: {right}", f"Answer: {right % 10 + 1}", "no idea"]
+    rollout = Rollout(torch.zeros(3, 1, dtype=torch.long), torch.ones(3, 1, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long),
+                      torch.ones(3, 1, dtype=torch.long), texts, torch.zeros(3, dtype=torch.long))
+    scores = module.score(batch, rollout)
+    assert scores["reward"].tolist() == [1.0, -1.0, -1.0]
+    assert scores["valid"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_submit_both_stages_locally_leaves_a_complete_run_folder(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "submit.py"), "stage=both", "size=tiny", "cluster=local",
+                             f"run.root={tmp_path}", *TINY], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "default"
+    for stage in ("verbalizer", "reasoner"):
+        assert (run / stage / "adapter" / "adapter_model.safetensors").is_file()
+        assert (run / stage / "checkpoints" / "last.ckpt").is_file()
+        assert list((run / stage / "logs").rglob("metrics.csv")) and list((run / stage / "logs").rglob("events.out.tfevents*"))
+    assert list((run / "cache").glob("verbalizations-action-*.parquet"))
+    results = json.loads((run / "results.json").read_text())
+    assert [r["stage"] for r in results] == ["verbalizer", "reasoner"]
+    assert set(results[0]["rows"]) == {"template", "keep all + enrich all", "trained action verbalizer"}
+    assert "## Stage verbalizer" in (run / "results.md").read_text()
+    # Stage 2 verbalized each example once and then read the texts from the cache.
+    trained = results[1]["train"]["texts"]
+    assert trained["input"] == "verbalized" and trained["computed"] > 0
+    assert results[1]["texts"]["computed"] == 0 and results[1]["texts"]["reused"] == 24   # evaluation: all cached
+    assert "stage 2 read" in result.stdout and "from the cache during training" in result.stdout
