@@ -11,18 +11,40 @@ fed in whole chunks, and the model is only asked for a distribution where there 
     ...
     forward([d_{S-2}] + seg_{S-1})  -> sample d_{S-1}; then append seg_S (no forward needed)
 
-That is S forward calls per prompt instead of one per completion token, and it is exact
-autoregressive sampling of the constrained policy: each slot conditions on the slots actually
-sampled before it, and p(d_i) = softmax(logits[allowed_i] / temperature), which is what
-masking every other token out of the full softmax gives. top_p / top_k / stop strings /
-max_new_tokens are ignored: the completion length is fixed by the spec, and the trainer's
+This is exact autoregressive sampling of the constrained policy: each slot conditions on the
+slots actually sampled before it, and p(d_i) = softmax(logits[allowed_i] / temperature), which
+is what masking every other token out of the full softmax gives. top_p / top_k / stop strings
+/ max_new_tokens are ignored: the completion length is fixed by the spec, and the trainer's
 log-probs of a slot token are over the full vocabulary anyway (the constraint only decides
 what is sampled).
 
-One prompt's group of G samples is processed at a time. Its rows share every segment length,
-so there is no padding inside the loop: the attention mask is all ones and the position ids
-are simply past_length + arange(chunk). The prompt (+ seg_0) is run once at batch 1 and its
-cache repeated G times, since all G rows see the same prefix before the first slot.
+Batching. All B*G rows (B prompts x G samples) go through the loop above together, in
+batches of at most `max_batch_rows` rows, so a batch costs S_max forward calls (its largest
+number of slots) instead of S per prompt group, and greedy verbalization of many examples
+(G = 1) runs at batch size B instead of 1. Rows differ in prompt, segment lengths and number
+of slots, so every chunk is padded:
+
+- step 0 feeds `prompt + seg_0` per prompt, left-padded to a common length; step i >= 1 feeds
+  `[d_{i-1}] + seg_i`, also LEFT-padded to the step's longest chunk with the pad id. Each
+  row's last real token is then the chunk's last column, so `logits_to_keep=1` gives every
+  row's next-slot logits and no [rows, chunk, vocab] tensor is ever built.
+- a running 2D attention mask [rows, tokens so far] has 0 at every pad (the prompt's left
+  pads and the pads before every later chunk) and is passed with `past_key_values`; the
+  position ids count real tokens only (past real count + cumsum(chunk mask) - 1).
+
+Holes in the middle of the mask are safe: the model turns the 2D mask into a 4D causal mask
+per row, so a real token never attends to a pad (neither to the pads of its own chunk nor to
+the pads cached from earlier chunks), and with the positions counting only real tokens, the
+rotary embeddings — the only place absolute positions enter — see exactly the positions of
+the unpadded sequence. A real token's output is therefore that of the row's real tokens alone
+(up to float rounding). Pad positions compute garbage that nobody reads; the only pad queries
+with no visible key are the prompt's left pads, handled as in `generate` with left padding.
+
+Rows are ordered by number of slots, largest first (prompt groups stay contiguous), so the
+rows still sampling at step i are a prefix of the batch and finished rows are simply cut
+from the batch and its cache. Within a batch a prompt's `prompt + seg_0` is run once and its
+cache repeated over its G rows. One generator draws every slot, batch by batch and step by
+step in a fixed order: the same seed gives the same samples.
 """
 
 from __future__ import annotations
@@ -32,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from lit_verbrec.rollout.hf import pack_rollout, right_pad
+from lit_verbrec.rollout.hf import left_pad, pack_rollout, right_pad
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 
 
@@ -71,12 +93,19 @@ def action_slot_spec(history_segments: list[str], tokenizer: PreTrainedTokenizer
     return SlotSpec(segments=segments, allowed=[list(decisions) for _ in range(len(segments) - 1)])
 
 
-class SlotSampler:
-    """Samples completions of fixed segments and decision slots; see the module docstring."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+class SlotSampler:
+    """Samples completions of fixed segments and decision slots; see the module docstring.
+
+    `max_batch_rows`: at most this many rows (prompt x sample) share a forward call.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_batch_rows: int = 256) -> None:
+        if max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be >= 1, got {max_batch_rows}")
         self.model = model
         self.tokenizer = tokenizer
+        self.max_batch_rows = max_batch_rows
 
     def generate(self, prompts: list[list[int]], specs: list[SlotSpec], params: SamplingParams,
                  greedy: bool = False) -> Rollout:
@@ -89,39 +118,48 @@ class SlotSampler:
         """
         if len(prompts) != len(specs):
             raise ValueError(f"got {len(prompts)} prompts and {len(specs)} specs")
+        for prompt, spec in zip(prompts, specs):
+            if spec.num_slots and not prompt and not spec.segments[0]:
+                raise ValueError("the first slot needs some context: prompt and segments[0] are both empty")
         temperature = params.temperature
         if temperature <= 0:
             if not greedy:
                 raise ValueError(f"sampling needs temperature > 0, got {temperature}")
             temperature = 1.0
+        n = params.n
         device = self.model.device
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=device).manual_seed(params.seed)
-        completions: list[list[int]] = []
-        choices: list[list[int]] = []
-        logprobs: list[list[float]] = []
-        positions: list[list[int]] = []
+        # rows with slots, most slots first (stable: a prompt's G rows stay contiguous, in order)
+        order = [b * n + g for b in sorted((b for b, spec in enumerate(specs) if spec.num_slots),
+                                           key=lambda b: -specs[b].num_slots) for g in range(n)]
+        choices: list[list[int]] = [[] for _ in range(len(prompts) * n)]
+        logprobs: list[list[float]] = [[] for _ in range(len(prompts) * n)]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                for prompt, spec in zip(prompts, specs):
-                    chosen, chosen_logprobs = self._sample_group(prompt, spec, params.n, temperature, greedy,
-                                                                 generator, device)   # [G, S], [G, S]
-                    for row in range(params.n):
-                        tokens, slot_positions = list(spec.segments[0]), []
-                        for i, allowed in enumerate(spec.allowed):
-                            slot_positions.append(len(tokens))
-                            tokens += [allowed[chosen[row][i]], *spec.segments[i + 1]]
-                        completions.append(tokens)
-                        choices.append(chosen[row])
-                        logprobs.append(chosen_logprobs[row])
-                        positions.append(slot_positions)
+                for start in range(0, len(order), self.max_batch_rows):
+                    rows = order[start:start + self.max_batch_rows]
+                    chosen, chosen_logprobs = self._sample_rows(
+                        [row // n for row in rows], prompts, specs, temperature, greedy, generator, device)
+                    for row, row_chosen, row_logprobs in zip(rows, chosen, chosen_logprobs):
+                        choices[row], logprobs[row] = row_chosen, row_logprobs
         finally:
             self.model.train(was_training)
+        completions: list[list[int]] = []
+        positions: list[list[int]] = []
+        for row, chosen in enumerate(choices):
+            spec = specs[row // n]
+            tokens, slot_positions = list(spec.segments[0]), []
+            for i, allowed in enumerate(spec.allowed):
+                slot_positions.append(len(tokens))
+                tokens += [allowed[chosen[i]], *spec.segments[i + 1]]
+            completions.append(tokens)
+            positions.append(slot_positions)
         texts = [self.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in completions]
-        rollout = pack_rollout(prompts, completions, texts, params.n, self.tokenizer.pad_token_id)
+        rollout = pack_rollout(prompts, completions, texts, n, self.tokenizer.pad_token_id)
         loss_mask = torch.zeros_like(rollout.completion_mask)                   # [N, C]
         for row, slot_positions in enumerate(positions):
             loss_mask[row, slot_positions] = 1
@@ -134,46 +172,70 @@ class SlotSampler:
         rollout.info["slot_logprobs"] = slot_logprobs                            # [N, S_max]
         return rollout
 
-    def _sample_group(self, prompt: list[int], spec: SlotSpec, n: int, temperature: float, greedy: bool,
-                      generator: torch.Generator | None, device: torch.device) -> tuple[list[list[int]], list[list[float]]]:
-        """G = n samples of one prompt's slots -> (chosen indices [G][S], their log-probs [G][S])."""
-        if spec.num_slots == 0:
-            return [[] for _ in range(n)], [[] for _ in range(n)]
-        if not prompt and not spec.segments[0]:
-            raise ValueError("the first slot needs some context: prompt and segments[0] are both empty")
-        cache = None
-        past = 0                                                # tokens already in the cache
-        previous = None                                         # [G] ids sampled at the last slot
-        chosen = torch.empty((n, spec.num_slots), dtype=torch.long)
-        chosen_logprobs = torch.empty((n, spec.num_slots), dtype=torch.float32)
-        for i, allowed in enumerate(spec.allowed):
-            if i == 0:
-                # the shared prefix once, at batch 1; its cache is repeated for the G rows below
-                chunk = torch.tensor([prompt + spec.segments[0]], dtype=torch.long, device=device)  # [1, T]
-            else:
-                fixed = torch.tensor(spec.segments[i], dtype=torch.long, device=device)  # [T - 1]
-                chunk = torch.cat([previous[:, None], fixed.expand(n, -1)], dim=1)        # [G, T]
-            width = chunk.shape[1]
-            outputs = self.model(
-                input_ids=chunk,
-                attention_mask=torch.ones((chunk.shape[0], past + width), dtype=torch.long, device=device),
-                position_ids=torch.arange(past, past + width, device=device).expand(chunk.shape[0], -1),
-                past_key_values=cache,  # None: the model starts a DynamicCache for its config
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            cache, past = outputs.past_key_values, past + width
-            if i == 0:
-                cache.batch_repeat_interleave(n)
-            allowed_ids = torch.tensor(allowed, dtype=torch.long, device=device)        # [A]
-            scores = outputs.logits[:, -1, allowed_ids].float() / temperature             # [1 or G, A]
-            log_probs = torch.log_softmax(scores, dim=-1).expand(n, -1)                   # [G, A]
+    def _sample_rows(self, groups: list[int], prompts: list[list[int]], specs: list[SlotSpec], temperature: float,
+                     greedy: bool, generator: torch.Generator | None,
+                     device: torch.device) -> tuple[list[list[int]], list[list[float]]]:
+        """One batch of K rows (their prompt indices, by non-increasing number of slots, a prompt's
+        rows contiguous) -> (chosen indices [K][S_k], their log-probs [K][S_k])."""
+        pad_id = self.tokenizer.pad_token_id
+        rows = len(groups)
+        num_slots = [specs[b].num_slots for b in groups]                                  # non-increasing, >= 1
+        # step 0: each distinct prompt's prompt + seg_0 once, left-padded; then its cache is repeated
+        firsts = {k for k in range(rows) if k == 0 or groups[k] != groups[k - 1]}
+        ids, mask = left_pad([prompts[groups[k]] + specs[groups[k]].segments[0] for k in sorted(firsts)], pad_id)  # [U, T]
+        ids, mask = ids.to(device), mask.to(device)
+        outputs = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),    # real tokens only; pads: 0 (masked anyway)
+            past_key_values=None,  # the model starts a DynamicCache for its config
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache, logits = outputs.past_key_values, outputs.logits[:, -1]                   # [U, V]
+        if len(firsts) != rows:
+            distinct = torch.tensor([int(k in firsts) for k in range(rows)]).cumsum(0) - 1  # [K] row -> its prompt
+            distinct = distinct.to(device)
+            cache.batch_select_indices(distinct)
+            mask, logits = mask[distinct], logits[distinct]                               # [K, T], [K, V]
+        lengths = mask.sum(dim=1)                                                         # [K] real tokens so far
+        chosen = torch.full((rows, num_slots[0]), -1, dtype=torch.long, device=device)
+        chosen_logprobs = torch.zeros((rows, num_slots[0]), dtype=torch.float32, device=device)
+        previous = None                                                                   # [K_i] ids sampled last
+        for i in range(num_slots[0]):
+            active = sum(1 for s in num_slots if s > i)          # rows still sampling: a prefix of the batch
+            if i > 0:
+                if active < previous.shape[0]:                   # rows done after slot i-1 leave the batch
+                    cache.batch_select_indices(torch.arange(active, device=device))
+                    mask, lengths, previous = mask[:active], lengths[:active], previous[:active]
+                segments = [specs[groups[k]].segments[i] for k in range(active)]
+                chunk_ids, chunk_mask = left_pad([[pad_id, *segment] for segment in segments], pad_id)  # [K_i, W]
+                chunk_ids, chunk_mask = chunk_ids.to(device), chunk_mask.to(device)
+                width = chunk_ids.shape[1]
+                first_column = torch.tensor([width - 1 - len(segment) for segment in segments], device=device)
+                chunk_ids[torch.arange(active, device=device), first_column] = previous  # [d_{i-1}] + seg_i
+                mask = torch.cat([mask, chunk_mask], dim=1)                               # [K_i, past + W]
+                outputs = self.model(
+                    input_ids=chunk_ids,
+                    attention_mask=mask,
+                    position_ids=(lengths[:, None] + chunk_mask.cumsum(dim=1) - 1).clamp(min=0),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                cache, logits = outputs.past_key_values, outputs.logits[:, -1]           # [K_i, V]
+                lengths = lengths + chunk_mask.sum(dim=1)
+            allowed_ids, allowed_mask = right_pad([specs[groups[k]].allowed[i] for k in range(active)], 0)
+            allowed_ids, allowed_mask = allowed_ids.to(device), allowed_mask.to(device)   # [K_i, A]
+            scores = logits[:active].gather(1, allowed_ids).float() / temperature
+            log_probs = torch.log_softmax(scores.masked_fill(allowed_mask == 0, float("-inf")), dim=-1)  # [K_i, A]
             if greedy:
-                index = log_probs.argmax(dim=-1)                                          # [G]
+                index = log_probs.argmax(dim=-1)                                          # [K_i]
             else:
-                index = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)  # [G]
-            chosen[:, i] = index.cpu()
-            chosen_logprobs[:, i] = log_probs.gather(1, index[:, None]).squeeze(1).cpu()
-            previous = allowed_ids[index]                                                 # [G]
-        return chosen.tolist(), chosen_logprobs.tolist()
-
+                index = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)  # [K_i]
+            chosen[:active, i] = index
+            chosen_logprobs[:active, i] = log_probs.gather(1, index[:, None]).squeeze(1)
+            previous = allowed_ids.gather(1, index[:, None]).squeeze(1)                   # [K_i]
+        chosen_list, logprob_list = chosen.tolist(), chosen_logprobs.tolist()
+        return ([values[:s] for values, s in zip(chosen_list, num_slots)],
+                [values[:s] for values, s in zip(logprob_list, num_slots)])

@@ -1,4 +1,4 @@
-"""SlotSampler: valid action lists, exact per-slot distributions, S forward calls per group."""
+"""SlotSampler: valid action lists, exact per-slot distributions, S_max forward calls per batch of rows."""
 
 from __future__ import annotations
 
@@ -99,29 +99,83 @@ def test_every_sample_is_a_valid_action_list(model, tokenizer):
             assert rollout.completion_mask[row].tolist() == [1] * width + [0] * (rollout.completion_ids.shape[1] - width)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_slot_distributions_match_a_full_forward(model, tokenizer, monkeypatch, temperature):
-    prompts, _, specs = action_batch(tokenizer, [4, 2, 3])
+def slot0_runs(specs, n: int, max_batch_rows: int) -> int:
+    """How many times slot 0's logits are computed: once per prompt in each batch holding its rows
+    (rows ordered by decreasing number of slots, a prompt's rows contiguous, batches of max_batch_rows)."""
+    order = [b for b in sorted(range(len(specs)), key=lambda b: -specs[b].num_slots) if specs[b].num_slots
+             for _ in range(n)]
+    return sum(len(set(order[start:start + max_batch_rows])) for start in range(0, len(order), max_batch_rows))
+
+
+def assert_exact(model, rollout, prompts, specs, n, temperature, calls, max_batch_rows=256):
+    """Every slot's log-prob (and the logits it came from) equals an uncached forward of that row's
+    real tokens alone (no padding); every cached logits row is accounted for."""
+    cached = torch.cat(calls)                                                  # [all rows of all calls, V]
+    expected_rows = slot0_runs(specs, n, max_batch_rows)
+    for row in range(len(prompts) * n):
+        prompt, spec = prompts[row // n], specs[row // n]
+        width = int(rollout.completion_mask[row].sum())
+        logits = full_logits(model, prompt, rollout.completion_ids[row, :width].tolist())  # [P + C, V]
+        expected_rows += max(spec.num_slots - 1, 0)
+        for i, position in enumerate(rollout.info["slot_positions"][row, :spec.num_slots].tolist()):
+            assert rollout.loss_mask[row, position] == 1
+            before = len(prompt) + position - 1  # the logits that predict the slot token
+            assert (cached - logits[before]).abs().amax(dim=1).min() < 1e-5  # some call computed exactly these
+            log_probs = torch.log_softmax(logits[before, spec.allowed[i]] / temperature, dim=-1)
+            choice = int(rollout.info["slots"][row, i])
+            assert rollout.completion_ids[row, position] == spec.allowed[i][choice]
+            assert abs(float(log_probs[choice]) - float(rollout.info["slot_logprobs"][row, i])) < 1e-5
+    assert cached.shape[0] == expected_rows  # slot 0 once per prompt (and batch), then once per row and slot
+
+
+@pytest.mark.parametrize("temperature,max_batch_rows", [(1.0, 256), (0.7, 256), (1.0, 5), (1.0, 1)])
+def test_slot_distributions_match_a_full_forward(model, tokenizer, monkeypatch, temperature, max_batch_rows):
+    prompts, _, specs = action_batch(tokenizer, [4, 2, 3])   # prompts of different lengths: left padding
     calls = count_forwards(model, monkeypatch)
-    rollout = SlotSampler(model, tokenizer).generate(prompts, specs,
-                                                     SamplingParams(n=4, max_new_tokens=0, temperature=temperature, seed=1))
+    rollout = SlotSampler(model, tokenizer, max_batch_rows=max_batch_rows).generate(
+        prompts, specs, SamplingParams(n=4, max_new_tokens=0, temperature=temperature, seed=1))
     monkeypatch.undo()
-    call = 0
-    for b, (prompt, spec) in enumerate(zip(prompts, specs)):
-        group_calls = calls[call:call + spec.num_slots]
-        call += spec.num_slots
-        for row in range(b * 4, b * 4 + 4):
-            width = int(rollout.completion_mask[row].sum())
-            logits = full_logits(model, prompt, rollout.completion_ids[row, :width].tolist())  # [P + C, V]
-            for i, position in enumerate(rollout.info["slot_positions"][row, :spec.num_slots].tolist()):
-                assert rollout.loss_mask[row, position] == 1
-                before = len(prompt) + position - 1  # the logits that predict the slot token
-                cached = group_calls[i][0 if i == 0 else row - b * 4]  # slot 0's call runs at batch 1
-                torch.testing.assert_close(cached, logits[before], atol=1e-5, rtol=0)
-                log_probs = torch.log_softmax(logits[before, spec.allowed[i]] / temperature, dim=-1)
-                choice = int(rollout.info["slots"][row, i])
-                assert rollout.completion_ids[row, position] == spec.allowed[i][choice]
-                assert abs(float(log_probs[choice]) - float(rollout.info["slot_logprobs"][row, i])) < 1e-5
+    assert slot0_runs(specs, 4, max_batch_rows) == {256: 3, 5: 5, 1: 12}[max_batch_rows]
+    assert_exact(model, rollout, prompts, specs, 4, temperature, calls, max_batch_rows)
+
+
+def random_specs(tokenizer, count: int, seed: int) -> list[SlotSpec]:
+    """Specs with 0..6 slots, segments of 0..9 tokens (some equal to the pad id: only the mask may
+    tell pads apart) and 1..4 allowed tokens per slot."""
+    rng = random.Random(seed)
+    vocab = [tokenizer.pad_token_id] + list(range(5, 300))
+    specs = []
+    for _ in range(count):
+        slots = rng.randrange(7)
+        segments = [[rng.choice(vocab) for _ in range(rng.randrange(10))] for _ in range(slots + 1)]
+        if not segments[0] and rng.random() < 0.5:
+            segments[0] = [rng.choice(vocab)]
+        allowed = [rng.sample(vocab, rng.randrange(1, 5)) for _ in range(slots)]
+        specs.append(SlotSpec(segments=segments, allowed=allowed))
+    return specs
+
+
+@pytest.mark.parametrize("n,max_batch_rows", [(1, 256), (3, 256), (3, 4)])
+def test_mixed_specs_are_exact_per_row(model, tokenizer, monkeypatch, n, max_batch_rows):
+    specs = random_specs(tokenizer, 7, seed=n + max_batch_rows)
+    assert len({spec.num_slots for spec in specs}) > 2
+    prompts = [chat(tokenizer, "x" * (3 * b)) for b in range(len(specs))]
+    calls = count_forwards(model, monkeypatch)
+    rollout = SlotSampler(model, tokenizer, max_batch_rows=max_batch_rows).generate(
+        prompts, specs, SamplingParams(n=n, max_new_tokens=0, temperature=0.9, seed=2))
+    monkeypatch.undo()
+    if max_batch_rows == 256:
+        assert len(calls) == max(spec.num_slots for spec in specs)
+    assert_exact(model, rollout, prompts, specs, n, 0.9, calls, max_batch_rows)
+    for row in range(len(specs) * n):
+        spec = specs[row // n]
+        assert (rollout.info["slots"][row, spec.num_slots:] == -1).all()
+        assert (rollout.info["slot_logprobs"][row, spec.num_slots:] == 0).all()
+        expected = list(spec.segments[0])
+        for i, choice in enumerate(rollout.info["slots"][row, :spec.num_slots].tolist()):
+            expected += [spec.allowed[i][choice], *spec.segments[i + 1]]
+        assert rollout.completion_ids[row, :len(expected)].tolist() == expected
+        assert int(rollout.completion_mask[row].sum()) == len(expected)
 
 
 def test_greedy_is_the_argmax_and_seeds_fix_samples(model, tokenizer):
@@ -143,12 +197,32 @@ def test_greedy_is_the_argmax_and_seeds_fix_samples(model, tokenizer):
     assert len({tuple(row) for row in first.info["slots"].tolist()}) > 1  # rows of a group differ too
 
 
-def test_one_forward_call_per_slot(model, tokenizer, monkeypatch):
+def test_forward_calls_are_per_slot_of_the_batch(model, tokenizer, monkeypatch):
     prompts, _, specs = action_batch(tokenizer, [6, 1, 0, 3])
     calls = count_forwards(model, monkeypatch)
     SlotSampler(model, tokenizer).generate(prompts, specs, SamplingParams(n=8, max_new_tokens=0, seed=0))
-    assert len(calls) == sum(spec.num_slots for spec in specs) == 2 * (6 + 1 + 0 + 3)
-    assert [c.shape[0] for c in calls[:12]] == [1] + [8] * 11  # prefix at batch 1, then the G rows
+    assert len(calls) == max(spec.num_slots for spec in specs) == 12
+    # step 0 once per prompt with slots; then rows by decreasing S (12, 6, 2) drop out as they finish
+    assert [c.shape[0] for c in calls] == [3] + [24] + [16] * 4 + [8] * 6
+    calls.clear()
+    SlotSampler(model, tokenizer, max_batch_rows=8).generate(prompts, specs, SamplingParams(n=8, max_new_tokens=0, seed=0))
+    assert len(calls) == 12 + 6 + 2   # one batch per prompt group: the old per-group cost
+    assert [c.shape[0] for c in calls[:2]] == [1, 8]
+
+
+def test_many_prompts_share_the_forward_calls(model, tokenizer, monkeypatch):
+    n_lines = [3, 8, 1, 5, 2, 8, 4, 6, 7, 2, 3, 1]
+    prompts, _, specs = action_batch(tokenizer, n_lines, seed=3)
+    calls = count_forwards(model, monkeypatch)
+    batched = SlotSampler(model, tokenizer).generate(prompts, specs, SamplingParams(n=1, max_new_tokens=0), greedy=True)
+    assert len(calls) == 2 * max(n_lines)   # S_max in total, not S per prompt
+    assert calls[0].shape[0] == len(prompts)
+    monkeypatch.undo()
+    single = SlotSampler(model, tokenizer, max_batch_rows=1).generate(prompts, specs, SamplingParams(n=1, max_new_tokens=0),
+                                                                     greedy=True)
+    assert torch.equal(batched.completion_ids, single.completion_ids) and batched.texts == single.texts
+    assert torch.equal(batched.info["slots"], single.info["slots"])
+    torch.testing.assert_close(batched.info["slot_logprobs"], single.info["slot_logprobs"], atol=1e-5, rtol=0)
 
 
 def test_mixed_specs_pad_and_mask_exactly_the_slots(model, tokenizer):
