@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def tokenizer_corpus(examples: list[dict], catalog: Catalog) -> list[str]:
 
 
 def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    # With manual optimisation Lightning warns that a step checkpoint holds the weights *after*
+    # the step: exactly what resuming at that global step needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     devices = cfg.train.devices
     return pl.Trainer(
         accelerator="auto", devices=devices, strategy="ddp" if devices > 1 else "auto",
