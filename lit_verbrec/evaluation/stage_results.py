@@ -30,7 +30,7 @@ def verbalizer_results(cfg: Config) -> dict:
     paths = RunPaths.of(cfg)
     test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)
     tokenizer = run_tokenizer(cfg, paths, test, catalog)
-    oracle = make_oracle(cfg.oracle, catalog, paths.run / "oracle_cache" if not cfg.oracle.cache_dir else cfg.oracle.cache_dir)
+    oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
     texts = {
         "template": [verbalize_template(e["history"], catalog) for e in test],

@@ -58,6 +58,10 @@ class RunPaths:
     def cache(self) -> Path:
         return self.run / "cache"
 
+    def oracle_cache(self, cfg: Config) -> Path:
+        """oracle.cache_dir if set (shared across runs), else <run>/oracle_cache."""
+        return Path(cfg.oracle.cache_dir) if cfg.oracle.cache_dir else self.run / "oracle_cache"
+
 
 def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
     """data.prepared if given, else <run>/data, prepared now if it is not there yet."""

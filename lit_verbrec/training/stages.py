@@ -22,6 +22,7 @@ from lit_verbrec.oracle.base import make_oracle
 from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
+from lit_verbrec.training.callbacks import ValidationCallback
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
     RunPaths,
@@ -40,6 +41,17 @@ def rank_seed(cfg: Config) -> int:
     """Each rank samples with its own seed (the same prompts would otherwise get the same samples)."""
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     return cfg.run.seed + rank
+
+
+def stage_policy(cfg: Config, grpo, tokenizer, stage_dir):
+    """A fresh trainable policy (base + LoRA); gradient checkpointing only where it pays (GPU)."""
+    return load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
+                       seed=cfg.run.seed, workdir=stage_dir)
+
+
+def validation_history(callbacks) -> list[dict]:
+    """The validation scores recorded during fit ([] without validation)."""
+    return next((c.history for c in callbacks if isinstance(c, ValidationCallback)), [])
 
 
 def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
@@ -63,19 +75,18 @@ def run_verbalizer_stage(cfg: Config) -> dict:
     val, _ = load_examples(data, "val", cfg.train.val_examples)
     tokenizer = run_tokenizer(cfg, paths, train, catalog)
     grpo, stage_dir = cfg.verbalizer.grpo, paths.stage("verbalizer")
-    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
-                         seed=cfg.run.seed, workdir=stage_dir)
+    policy = stage_policy(cfg, grpo, tokenizer, stage_dir)
     engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
     if cfg.verbalizer.kind == "action":
         verbalizer = ActionVerbalizer(policy, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
                                       max_tags=cfg.text.max_tags)
     else:
         verbalizer = RewriteVerbalizer(engine, tokenizer, catalog, "rewrite", grpo.max_new_tokens)
-    oracle = make_oracle(cfg.oracle, catalog, paths.run / "oracle_cache" if not cfg.oracle.cache_dir else cfg.oracle.cache_dir)
+    oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     module = VerbalizerGRPO(policy, tokenizer, engine, grpo, verbalizer, oracle, cfg.reward)
     callbacks = stage_callbacks(cfg, stage_dir, val)
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
-    validation = next((c.history for c in callbacks if hasattr(c, "history")), [])
+    validation = validation_history(callbacks)
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
             "oracle": oracle.stats()}
 
@@ -120,13 +131,12 @@ def run_reasoner_stage(cfg: Config) -> dict:
     texts, text_info = stage2_texts(cfg, paths, train + val + test, tokenizer, catalog)
     print(f"stage 2 input: {text_info}", flush=True)
     grpo, stage_dir = cfg.reasoner.grpo, paths.stage("reasoner")
-    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
-                         seed=cfg.run.seed, workdir=stage_dir)
+    policy = stage_policy(cfg, grpo, tokenizer, stage_dir)
     engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
     module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags)
     callbacks = stage_callbacks(cfg, stage_dir, val)
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
-    validation = next((c.history for c in callbacks if hasattr(c, "history")), [])
+    validation = validation_history(callbacks)
     print(f"stage 2 read {module.text_lookups:,} texts from the cache during training "
           f"(verbalized {text_info.get('computed', 0):,}, reused {text_info.get('reused', 0):,})", flush=True)
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
