@@ -18,10 +18,9 @@ from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
 from lit_verbrec.config.compose import save_config
-from lit_verbrec.data.examples import build_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
-from lit_verbrec.data.sources import load_source, write_prepared
+from lit_verbrec.data.sources import prepare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,16 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         print(f"reading {cfg.data.source}" + (f" from {cfg.data.path}" if cfg.data.path else ""), flush=True)
-        data = load_source(cfg.data, report)
-        print(f"{data.interactions.num_rows:,} interactions, {data.items.num_rows:,} items", flush=True)
-        prepared = build_examples(data, cfg.data.examples, cfg.data.seed, report, progress=True)
+        prepared = prepare(cfg.data, out, report)
     except DataError as err:
         print(f"data error: {err}", file=sys.stderr)
         return 1
-    write_prepared(prepared, out)
     save_config(cfg, out)
     s = prepared.summary
     ex = s["examples"]
+    print(f"{s['interactions']:,} interactions, {s['items']:,} items")
     print(f"users {s['users']:,} ({s['users_with_examples']:,} with examples) | examples train {ex['train']:,} "
           f"val {ex['val']:,} test {ex['test']:,} | discovery share {s['discovery_share_all']:.1%} | "
           f"mean history length {s['mean_history_length']:.1f} | {time.perf_counter() - start:.1f} s")

@@ -108,7 +108,8 @@ def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
     })
     _check_schema(examples)
     items = data.items.append_column("popularity", pa.array(popularity[titles.item_title]))
-    return PreparedData(examples, items, _summary(examples, users_total, report))
+    summary = {"interactions": n, "items": data.items.num_rows} | _summary(examples, users_total, report)
+    return PreparedData(examples, items, summary)
 
 
 def _assign_splits(ok: np.ndarray, user_codes: np.ndarray, ts: np.ndarray, cfg: ExamplesConfig) -> np.ndarray:

@@ -35,9 +35,9 @@ def load_source(cfg: DataConfig, report: DataReport) -> CanonicalData:
     return read_logs(cfg, report)
 
 
-def prepare(cfg: DataConfig, out: str | Path, progress: bool = True) -> PreparedData:
-    """Source -> canonical tables -> examples, written to `out`; raises DataError on bad input."""
-    report = DataReport()
+def prepare(cfg: DataConfig, out: str | Path, report: DataReport, progress: bool = True) -> PreparedData:
+    """Source -> canonical tables -> examples, written to `out`; raises DataError on bad input.
+    Everything skipped on the way is counted in `report`."""
     data = load_source(cfg, report)
     prepared = build_examples(data, cfg.examples, cfg.seed, report, progress=progress)
     write_prepared(prepared, out)

@@ -26,6 +26,11 @@ class SamplingParams:
     seed: int | None = None
 
 
+def greedy(params: SamplingParams) -> SamplingParams:
+    """The same request decoded greedily: top-1 at a vanishing temperature (both engines sample)."""
+    return replace(params, temperature=1e-5, top_p=1.0, top_k=1)
+
+
 @dataclass
 class Rollout:
     prompt_ids: torch.Tensor        # [N, P] long, left-padded with the pad id

@@ -15,7 +15,7 @@ import torch
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.rl.rewards import reasoner_reward
-from lit_verbrec.rollout.types import Rollout
+from lit_verbrec.rollout.types import Rollout, greedy
 from lit_verbrec.text.answers import parse_answer
 from lit_verbrec.text.prompts import reasoner_messages
 from lit_verbrec.training.grpo import GRPOModule
@@ -54,7 +54,7 @@ class ReasonerGRPO(GRPOModule):
 
     def predict(self, examples: list[dict], batch_size: int = 16) -> torch.Tensor:
         """Greedy answers: [len(examples)] candidate index, -1 for an invalid answer."""
-        params = replace(self.sampling_params(), n=1, temperature=1e-5, top_p=1.0, top_k=1)
+        params = greedy(replace(self.sampling_params(), n=1))
         preds = []
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]

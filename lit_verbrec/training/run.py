@@ -28,6 +28,7 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.sources import prepare, read_prepared
 from lit_verbrec.models.loading import load_tokenizer
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
@@ -69,7 +70,7 @@ def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
     if not (folder / "examples.parquet").is_file():
         if cfg.data.prepared:
             raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
-        prepare(cfg.data, folder)
+        prepare(cfg.data, folder, DataReport())
     return folder
 
 

@@ -39,6 +39,11 @@ class VerbalizerGRPO(GRPOModule):
     def prompts(self, batch: list[dict]) -> list[list[int]]:
         return self.verbalizer.prompts(batch)
 
+    def compression(self, texts: list[str], examples: list[dict], group: torch.Tensor) -> torch.Tensor:
+        """[N] tokens of each text / tokens of its example's template (texts[i] is of examples[group[i]])."""
+        template = [verbalize_template(e["history"], self.verbalizer.catalog) for e in examples]
+        return token_counts(self.reasoner_tokenizer, texts) / token_counts(self.reasoner_tokenizer, template).clamp(min=1)[group]
+
     def sample(self, batch: list[dict]) -> Rollout:
         return self.verbalizer.sample(batch, self.sampling_params())
 
@@ -54,9 +59,7 @@ class VerbalizerGRPO(GRPOModule):
         choices = self.oracle.choose(texts, [r["candidates"] for r in rows])
         correct = torch.tensor([c is not None and c == r["target_index"] for c, r in zip(choices, rows)],
                                dtype=torch.float)
-        template = [verbalize_template(e["history"], self.verbalizer.catalog) for e in batch]
-        ratio = token_counts(self.reasoner_tokenizer, texts) / \
-            token_counts(self.reasoner_tokenizer, template).clamp(min=1)[rollout.group]
+        ratio = self.compression(texts, batch, rollout.group)
         parts = verbalizer_reward(correct, ratio, self.reward_cfg)
         self.last_samples = [{"example_id": r["example_id"], "reward": float(parts["reward"][i]),
                               "correct": bool(correct[i]), "compression": float(ratio[i]), "text": texts[i]}
@@ -71,8 +74,7 @@ class VerbalizerGRPO(GRPOModule):
         self.policy.train(was_training)
         choices = self.oracle.choose(texts, [e["candidates"] for e in examples])
         correct = torch.tensor([c == e["target_index"] for c, e in zip(choices, examples)], dtype=torch.float)
-        template = [verbalize_template(e["history"], self.verbalizer.catalog) for e in examples]
-        ratio = token_counts(self.reasoner_tokenizer, texts) / token_counts(self.reasoner_tokenizer, template).clamp(min=1)
+        ratio = self.compression(texts, examples, torch.arange(len(examples)))
         parts = verbalizer_reward(correct, ratio, self.reward_cfg)
         return {"reward": float(parts["reward"].mean()), "accuracy": float(correct.mean()),
                 "compression": float(ratio.mean())}

@@ -14,13 +14,12 @@ as a dict (history entries as dicts).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.rollout.slots import SlotSampler, SlotSpec, action_slot_spec
 from lit_verbrec.rollout.types import Rollout, SamplingParams
+from lit_verbrec.rollout.types import greedy as greedy_params
 from lit_verbrec.text.actions import ActionPlan, action_segments, execute_actions
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
@@ -74,12 +73,7 @@ class ActionVerbalizer:
                 for g, plan in zip(rollout.group.tolist(), self.plans(rollout))]
 
     def verbalize(self, examples: list[dict], batch_size: int = 16) -> list[str]:
-        texts = []
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            rollout = self.sample(chunk, SamplingParams(n=1, max_new_tokens=1), greedy=True)
-            texts += self.render(chunk, rollout)
-        return texts
+        return greedy_verbalizations(self, examples, batch_size, max_new_tokens=1)  # the spec fixes the length
 
 
 class RewriteVerbalizer:
@@ -95,17 +89,20 @@ class RewriteVerbalizer:
             self.kind, verbalize_template(e["history"], self.catalog))) for e in examples]
 
     def sample(self, examples: list[dict], params: SamplingParams, greedy: bool = False) -> Rollout:
-        if greedy:  # temperature -> 0: the engines take the argmax at a tiny temperature
-            params = replace(params, temperature=1e-5, top_p=1.0, top_k=1)
-        return self.engine.generate(self.prompts(examples), params)
+        return self.engine.generate(self.prompts(examples), greedy_params(params) if greedy else params)
 
     def render(self, examples: list[dict], rollout: Rollout) -> list[str]:
         return [text.strip() for text in rollout.texts]
 
     def verbalize(self, examples: list[dict], batch_size: int = 16) -> list[str]:
-        texts = []
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            params = SamplingParams(n=1, max_new_tokens=self.max_new_tokens)
-            texts += self.render(chunk, self.sample(chunk, params, greedy=True))
-        return texts
+        return greedy_verbalizations(self, examples, batch_size, self.max_new_tokens)
+
+
+def greedy_verbalizations(verbalizer, examples: list[dict], batch_size: int, max_new_tokens: int) -> list[str]:
+    """One greedy verbalization per example, `batch_size` examples per sampling call."""
+    texts = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        rollout = verbalizer.sample(chunk, SamplingParams(n=1, max_new_tokens=max_new_tokens), greedy=True)
+        texts += verbalizer.render(chunk, rollout)
+    return texts
