@@ -109,12 +109,17 @@ class VerbalizerConfig:
     """action: fixed text before each line's two decisions: paper (`time, ID`, the paper's eq. 2: the
     model must look the line up in the prompt) or full (the whole template line: local context, what a
     small model can learn from on a CPU)."""
+    action_decoding: str = "sequential"
+    """action: sequential (each decision conditions on the earlier ones, one forward step per line) or
+    factorised (decisions independent given the history: one forward pass per user serves all G
+    samples, in sampling and training; rollout/factorised.py). Factorised is G times cheaper."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=512))
     """GRPO settings of stage 1 (max_new_tokens applies to rewrite; action lists have a fixed length)."""
 
     def __post_init__(self) -> None:
         choice(self.kind, "verbalizer.kind", ("action", "rewrite"))
         choice(self.action_line, "verbalizer.action_line", ("paper", "full"))
+        choice(self.action_decoding, "verbalizer.action_decoding", ("sequential", "factorised"))
 
 
 @dataclass
@@ -122,11 +127,17 @@ class ReasonerConfig:
     input: str = "verbalized"
     """Stage-2 reasoner input: verbalized (stage 1's frozen verbalizer) or template (the paper's
     "reasoner trained on raw interactions" ablation)."""
+    answer: str = "free"
+    """How the reasoner answers: free (it writes a reply ending in `Answer: <number>`, which is
+    parsed; any instruction-following LLM) or choice (candidates are labelled A, B, ... and the reply
+    is `Answer: ` plus one letter sampled among the candidates' labels: always valid, one decision per
+    sample; for models that cannot yet follow the format, such as the tiny random-weight one)."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=64))
     """GRPO settings of stage 2 (reward +1 correct, -1 wrong or invalid)."""
 
     def __post_init__(self) -> None:
         choice(self.input, "reasoner.input", ("verbalized", "template"))
+        choice(self.answer, "reasoner.answer", ("free", "choice"))
 
 
 @dataclass

@@ -144,7 +144,7 @@ def chunked_token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, ids: torc
     return out
 
 
-def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
+def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
     """The transformer body (ends with the final norm) and the LM head weight of a HF causal LM.
 
     PEFT injects LoRA layers in place, so the base model's decoder still runs the adapters
@@ -167,7 +167,9 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
                         completion_ids: torch.Tensor, completion_mask: torch.Tensor,
                         temperature: float = 1.0, chunk: int = 1024,
                         with_entropy: bool = False,
-                        allowed_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                        allowed_ids: torch.Tensor | None = None,
+                        target_ids: torch.Tensor | None = None,
+                        input_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Log-probs of the completion tokens under `model` (plain or PEFT-wrapped HF causal LM).
 
     prompt_ids/prompt_mask [N, P] (left-padded), completion_ids/completion_mask [N, C]
@@ -178,8 +180,22 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     constrained decoder samples from (e.g. the action verbalizer's `0`/`1` slots). Log-probs
     and entropy are then over K, exactly on-policy for the constrained sampler; a completion
     token outside the set gets a meaningless value (such positions carry no loss).
+
+    `target_ids` [N, C]: score these tokens instead of the fed `completion_ids` (factorised slot
+    sampling feeds placeholders and scores the sampled decisions). `input_groups` [N]: rows with
+    the same value have identical inputs (prompt and completion ids), so the decoder runs once per
+    distinct value and its hidden states are shared (gradients add up through the indexing).
     """
-    decoder, weight = _decoder_and_head(model)
+    decoder, weight = decoder_and_head(model)
+    targets = completion_ids if target_ids is None else target_ids.to(completion_ids.device)
+    inverse = None
+    if input_groups is not None:
+        _, inverse = torch.unique(input_groups, return_inverse=True)             # [N] row -> distinct input
+        first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
+        first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")   # [U]
+        prompt_ids, prompt_mask = prompt_ids[first], prompt_mask[first]
+        completion_ids, completion_mask = completion_ids[first], completion_mask[first]
+        inverse = inverse.to(completion_ids.device)
     P = prompt_ids.shape[1]
     # The last completion token predicts nothing we score, so it is not fed at all.
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)[:, :-1]          # [N, P+C-1]
@@ -190,10 +206,12 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=False)
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
+    if inverse is not None:
+        hidden = hidden[inverse]                  # [U, C, H] -> [N, C, H]
     if allowed_ids is None:
-        return chunked_token_logprobs(hidden, weight, completion_ids, temperature, chunk, with_entropy)
-    allowed_ids = allowed_ids.to(completion_ids.device)
+        return chunked_token_logprobs(hidden, weight, targets, temperature, chunk, with_entropy)
+    allowed_ids = allowed_ids.to(targets.device)
     # Index of each completion token within the allowed set (0 for tokens outside it).
-    match = completion_ids.unsqueeze(-1) == allowed_ids                          # [N, C, K]
+    match = targets.unsqueeze(-1) == allowed_ids                                 # [N, C, K]
     restricted = match.long().argmax(-1)                                         # [N, C]
     return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)

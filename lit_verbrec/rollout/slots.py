@@ -83,14 +83,24 @@ def action_slot_spec(history_segments: list[str], tokenizer: PreTrainedTokenizer
     re-tokenizes the completion text (it uses `completion_ids`), so generation and the log-probs
     see the same tokens even where tokenizing the joined text would merge differently.
     """
-    decisions = []
-    for digit in ("0", "1"):
-        ids = tokenizer(digit, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"decision {digit!r} must be a single token in this tokenizer, got ids {ids}")
-        decisions.append(ids[0])
+    decisions = single_token_ids(["0", "1"], tokenizer)
     segments = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in history_segments]
     return SlotSpec(segments=segments, allowed=[list(decisions) for _ in range(len(segments) - 1)])
+
+
+def single_token_ids(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The one token id of each text; a ValueError names any text that is not a single token."""
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    split = {text: found for text, found in zip(texts, ids) if len(found) != 1}
+    if split:
+        raise ValueError(f"slot choices must be single tokens in this tokenizer; these are not: {split}")
+    return [found[0] for found in ids]
+
+
+def choice_slot_spec(prefix: str, labels: list[str], tokenizer: PreTrainedTokenizerBase) -> SlotSpec:
+    """One decision among `labels` after the fixed text `prefix`: "Answer: " then "A" ... "J"."""
+    return SlotSpec(segments=[list(tokenizer(prefix, add_special_tokens=False)["input_ids"]), []],
+                    allowed=[single_token_ids(labels, tokenizer)])
 
 
 

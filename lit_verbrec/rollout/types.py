@@ -39,6 +39,9 @@ class Rollout:
     completion_mask: torch.Tensor   # [N, C] long, 1 on generated tokens up to and including EOS/stop
     texts: list[str]                # [N] decoded completions (special tokens skipped, cut at a stop string)
     group: torch.Tensor             # [N] long, index of the prompt in the batch (0..B-1)
+    target_ids: torch.Tensor | None = None  # [N, C] long, the tokens scored where they differ from those fed
+    #                                           (factorised slot sampling: all G rows of a group are fed the same
+    #                                           placeholders, so the decoder runs once per group; rollout/factorised.py)
     # Filled in by the RolloutCallback / module after scoring:
     loss_mask: torch.Tensor | None = None      # [N, C] tokens that carry the loss (default: completion_mask)
     rewards: torch.Tensor | None = None        # [N] float
@@ -62,5 +65,5 @@ class Rollout:
                 return value[index]
             return [value[i] for i in index.tolist()]
         return replace(self, **{name: take(getattr(self, name)) for name in (
-            "prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "texts", "group", "loss_mask",
+            "prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "texts", "group", "target_ids", "loss_mask",
             "rewards", "advantages", "old_logprobs", "ref_logprobs")}, info=self.info)

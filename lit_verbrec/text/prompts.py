@@ -17,6 +17,9 @@ __all__ = [
     "REASONER_SYSTEM",
     "REASONER_USER",
     "REASONER_INSTRUCTION",
+    "LETTERS_SYSTEM",
+    "LETTERS_INSTRUCTION",
+    "candidate_label",
     "sanitize",
     "format_candidates",
     "reasoner_messages",
@@ -49,6 +52,31 @@ REASONER_INSTRUCTION = (
 )
 """Last line of the user message; repeats the answer format because it is read last."""
 
+LETTERS_SYSTEM = (
+    "You are a recommender system for a video streaming service. You are given a user's "
+    "recent viewing history and {n} candidate titles labelled A to {last}. Predict which one of "
+    "the {n} candidates the user will engage with next.\n"
+    "Reply with exactly this form, where <letter> is the candidate's letter:\n"
+    "Answer: <letter>"
+)
+"""System message with letter labels (`reasoner.answer=choice`): each label is one token in
+every byte-level tokenizer, so the answer is one constrained decision among the candidates'
+letters. Numbers cannot do that: Qwen's tokenizer splits "10" into "1", "0"."""
+
+LETTERS_INSTRUCTION = "Which candidate will this user engage with next? Reply with `Answer: <letter>` (A-{last})."
+"""Last line of the user message with letter labels."""
+
+_PROMPTS = {"numbers": (REASONER_SYSTEM, REASONER_INSTRUCTION), "letters": (LETTERS_SYSTEM, LETTERS_INSTRUCTION)}
+
+
+def candidate_label(index: int, labels: str = "numbers") -> str:
+    """The label of the 0-based candidate `index`: "1", "2", ... or "A", "B", ... (at most 26)."""
+    if labels == "numbers":
+        return str(index + 1)
+    if labels == "letters" and 0 <= index < 26:
+        return chr(ord("A") + index)
+    raise ValueError(f"no {labels!r} label for candidate {index} (labels: numbers, or letters for up to 26)")
+
 # --- sanitizing ----------------------------------------------------------------------------
 #
 # Titles, tags and verbalizations are data: a title such as
@@ -77,8 +105,9 @@ def sanitize(text: str) -> str:
 # --- the reasoner prompt -------------------------------------------------------------------
 
 
-def format_candidates(candidates: list[str], catalog: Catalog, with_metadata: bool, max_tags: int = 3) -> str:
-    """Numbered candidate lines, 1-based (the answer format counts from 1).
+def format_candidates(candidates: list[str], catalog: Catalog, with_metadata: bool, max_tags: int = 3,
+                      labels: str = "numbers") -> str:
+    """Labelled candidate lines, 1-based numbers (the answer format counts from 1) or letters.
 
     With metadata: "1. Heat (1995) — genres: Crime, Drama; plot: heist, rivalry"; the year
     in parentheses and each part only where the item has a value; tags capped at max_tags.
@@ -87,7 +116,7 @@ def format_candidates(candidates: list[str], catalog: Catalog, with_metadata: bo
     lines = []
     for number, item in enumerate(candidates, start=1):
         info = catalog[item]
-        line = f"{number}. {info.display_title}"
+        line = f"{candidate_label(number - 1, labels)}. {info.display_title}"
         if with_metadata:
             if info.year is not None:
                 line += f" ({info.year})"
@@ -108,17 +137,20 @@ def reasoner_messages(
     catalog: Catalog,
     with_metadata: bool = True,
     max_tags: int = 3,
+    labels: str = "numbers",
 ) -> list[dict]:
-    """[system, user] chat messages asking which candidate comes next, answered `Answer: <n>`."""
+    """[system, user] chat messages asking which candidate comes next, answered `Answer: <label>`."""
     n = len(candidates)
+    system, instruction = _PROMPTS[labels]
+    last = candidate_label(n - 1, labels)
     user = REASONER_USER.format(
         # str.format does not re-read substituted values, so braces in data are harmless.
         history=sanitize(verbalization),
-        candidates=format_candidates(candidates, catalog, with_metadata, max_tags),
-        instruction=REASONER_INSTRUCTION.format(n=n),
+        candidates=format_candidates(candidates, catalog, with_metadata, max_tags, labels),
+        instruction=instruction.format(n=n, last=last),
     )
     return [
-        {"role": "system", "content": REASONER_SYSTEM.format(n=n)},
+        {"role": "system", "content": system.format(n=n, last=last)},
         {"role": "user", "content": user},
     ]
 

@@ -83,7 +83,10 @@ class GRPOModule(pl.LightningModule):
         """Per-token log-probs (and entropy) of the rollout's completions under the current policy."""
         return completion_logprobs(self.policy, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
                                    rollout.completion_mask, self.grpo.temperature, self.grpo.logprob_chunk,
-                                   with_entropy=with_entropy, allowed_ids=self.allowed_token_ids())
+                                   with_entropy=with_entropy, allowed_ids=self.allowed_token_ids(),
+                                   target_ids=rollout.target_ids,
+                                   # factorised sampling: a group's rows share their inputs, one forward each
+                                   input_groups=rollout.group if rollout.target_ids is not None else None)
 
     def sampling_params(self) -> SamplingParams:
         g = self.grpo

@@ -4,6 +4,16 @@ Each training example was verbalized once by stage 1's verbalizer (training/cach
 kept as the template (reasoner.input=template, the paper's "raw interactions" ablation). The
 reasoner samples G answers to the reranking prompt; an answer naming the target scores +1,
 anything else (a wrong candidate, or no candidate at all) -1 (paper eq. 7).
+
+Two answer modes (`reasoner.answer`):
+
+    free    the reasoner writes a reply, `Answer: <number>` is parsed from it (text/answers.py);
+            every generated token carries the loss. What an instruction-following LLM does.
+    choice  candidates are labelled A, B, ...; the completion is `Answer: ` plus one letter
+            sampled among the candidates' labels by the slot sampler (rollout/slots.py), so every
+            answer is valid and the policy is the softmax over the labels at that one position.
+            A random-weight model never writes a parsable free answer: every reward is -1, every
+            group has zero spread, and GRPO has nothing to learn from.
 """
 
 from __future__ import annotations
@@ -15,30 +25,60 @@ import torch
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.rl.rewards import reasoner_reward
-from lit_verbrec.rollout.types import Rollout, greedy
+from lit_verbrec.rollout.slots import SlotSampler, choice_slot_spec, single_token_ids
+from lit_verbrec.rollout.types import Rollout, SamplingParams, greedy
 from lit_verbrec.text.answers import parse_answer
-from lit_verbrec.text.prompts import reasoner_messages
+from lit_verbrec.text.prompts import candidate_label, reasoner_messages
 from lit_verbrec.training.grpo import GRPOModule
 from lit_verbrec.training.verbalizers import chat_prompt_ids
+
+ANSWER_PREFIX = "Answer: "
+"""The fixed start of a `choice` completion; the sampled letter follows."""
 
 
 class ReasonerGRPO(GRPOModule):
     def __init__(self, policy, tokenizer, engine, grpo: GRPOConfig, catalog: Catalog, texts: dict[str, str],
-                 candidate_metadata: bool = True, max_tags: int = 3) -> None:
+                 candidate_metadata: bool = True, max_tags: int = 3, answer: str = "free",
+                 num_candidates: int = 10) -> None:
         super().__init__(policy, tokenizer, engine, grpo)
         self.catalog, self.texts = catalog, texts
-        self.candidate_metadata, self.max_tags = candidate_metadata, max_tags
+        self.candidate_metadata, self.max_tags, self.answer = candidate_metadata, max_tags, answer
         self.text_lookups = 0                  # reads from the verbalization cache during training
         self.last_samples: list[dict] = []
+        if answer == "choice":
+            self.sampler = SlotSampler(policy, tokenizer)
+            self.labels = [candidate_label(i, "letters") for i in range(num_candidates)]
+            self.label_ids = torch.tensor(single_token_ids(self.labels, tokenizer))   # [K]
 
     def prompts(self, batch: list[dict]) -> list[list[int]]:
         self.text_lookups += len(batch)
+        labels = "letters" if self.answer == "choice" else "numbers"
         return [chat_prompt_ids(self.tokenizer, reasoner_messages(
-            self.texts[e["example_id"]], e["candidates"], self.catalog, self.candidate_metadata, self.max_tags))
+            self.texts[e["example_id"]], e["candidates"], self.catalog, self.candidate_metadata, self.max_tags, labels))
             for e in batch]
+
+    def sample(self, batch: list[dict], params: SamplingParams | None = None, is_greedy: bool = False) -> Rollout:
+        params = params or self.sampling_params()
+        if self.answer == "free":
+            return self.engine.generate(self.prompts(batch), greedy(params) if is_greedy else params,
+                                        logits_processor=self.logits_processor(batch))
+        specs = [choice_slot_spec(ANSWER_PREFIX, self.labels[:len(e["candidates"])], self.tokenizer) for e in batch]
+        rollout = self.sampler.generate(self.prompts(batch), specs, params, greedy=is_greedy)
+        # A group's rows differ only in the last token (the letter), which is scored but never fed:
+        # naming it as the target lets the trainer run the decoder once per group (rl/logprobs.py).
+        rollout.target_ids = rollout.completion_ids
+        return rollout
+
+    def allowed_token_ids(self) -> torch.Tensor | None:
+        return self.label_ids if self.answer == "choice" else None
+
+    def loss_mask(self, batch: list[dict], rollout: Rollout) -> torch.Tensor | None:
+        return rollout.loss_mask   # choice: the letter (set by the sampler); free: None = every token
 
     def answers(self, batch: list[dict], rollout: Rollout) -> torch.Tensor:
         """[N] chosen candidate index per completion, -1 where the answer names none."""
+        if self.answer == "choice":
+            return rollout.info["slots"][:, 0].long()      # the slot's index into the labels = candidate index
         rows = [batch[g] for g in rollout.group.tolist()]
         picks = [parse_answer(text, r["candidates"], self.catalog) for text, r in zip(rollout.texts, rows)]
         return torch.tensor([-1 if p is None else p for p in picks])
@@ -54,12 +94,11 @@ class ReasonerGRPO(GRPOModule):
 
     def predict(self, examples: list[dict], batch_size: int = 16) -> torch.Tensor:
         """Greedy answers: [len(examples)] candidate index, -1 for an invalid answer."""
-        params = greedy(replace(self.sampling_params(), n=1))
+        params = replace(self.sampling_params(), n=1)
         preds = []
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]
-            rollout = self.engine.generate(self.prompts(chunk), params)
-            preds.append(self.answers(chunk, rollout))
+            preds.append(self.answers(chunk, self.sample(chunk, params, is_greedy=True)))
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
     def validation_reward(self, examples: list[dict]) -> dict[str, float]:

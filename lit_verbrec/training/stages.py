@@ -79,6 +79,7 @@ def run_verbalizer_stage(cfg: Config) -> dict:
     engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
     if cfg.verbalizer.kind == "action":
         verbalizer = ActionVerbalizer(policy, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
+                                      factorised=cfg.verbalizer.action_decoding == "factorised",
                                       max_tags=cfg.text.max_tags)
     else:
         verbalizer = RewriteVerbalizer(engine, tokenizer, catalog, "rewrite", grpo.max_new_tokens)
@@ -102,6 +103,7 @@ def frozen_verbalizer(cfg: Config, paths: RunPaths, tokenizer, catalog):
     model.eval()
     if cfg.verbalizer.kind == "action":
         verbalizer = ActionVerbalizer(model, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
+                                      factorised=cfg.verbalizer.action_decoding == "factorised",
                                       max_tags=cfg.text.max_tags)
     else:
         verbalizer = RewriteVerbalizer(HFEngine(model, tokenizer), tokenizer, catalog, "rewrite",
@@ -133,7 +135,8 @@ def run_reasoner_stage(cfg: Config) -> dict:
     grpo, stage_dir = cfg.reasoner.grpo, paths.stage("reasoner")
     policy = stage_policy(cfg, grpo, tokenizer, stage_dir)
     engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
-    module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags)
+    module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags,
+                          cfg.reasoner.answer, cfg.data.examples.num_candidates)
     callbacks = stage_callbacks(cfg, stage_dir, val)
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
     validation = validation_history(callbacks)
@@ -151,4 +154,5 @@ def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: di
     model = load_adapter(load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner")), adapter)
     model.eval()
     return ReasonerGRPO(model, tokenizer, HFEngine(model, tokenizer), cfg.reasoner.grpo, catalog, texts,
-                        cfg.text.candidate_metadata, cfg.text.max_tags)
+                        cfg.text.candidate_metadata, cfg.text.max_tags, cfg.reasoner.answer,
+                        cfg.data.examples.num_candidates)

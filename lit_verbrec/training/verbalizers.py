@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.rollout.factorised import FactorisedSlotSampler
 from lit_verbrec.rollout.slots import SlotSampler, SlotSpec, action_slot_spec
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.rollout.types import greedy as greedy_params
@@ -44,10 +45,12 @@ class TemplateVerbalizer:
 class ActionVerbalizer:
     kind = "action"
 
-    def __init__(self, policy, tokenizer, catalog: Catalog, full_lines: bool, max_tags: int = 3) -> None:
+    def __init__(self, policy, tokenizer, catalog: Catalog, full_lines: bool, max_tags: int = 3,
+                 factorised: bool = False) -> None:
         self.policy, self.tokenizer, self.catalog = policy, tokenizer, catalog
         self.full_lines, self.max_tags = full_lines, max_tags
-        self.sampler = SlotSampler(policy, tokenizer)
+        # sequential: each decision sees the earlier ones; factorised: one forward pass per prompt
+        self.sampler = FactorisedSlotSampler(policy, tokenizer) if factorised else SlotSampler(policy, tokenizer)
         spec = action_slot_spec(["", ""], tokenizer)   # the "0"/"1" ids, checked single tokens
         self.decision_ids = torch.tensor(spec.allowed[0])
 

@@ -13,6 +13,7 @@ from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import ITEMS
 from lit_verbrec.text.prompts import (
     REASONER_INSTRUCTION,
+    candidate_label,
     format_candidates,
     parse_reasoner_prompt,
     reasoner_messages,
@@ -73,6 +74,16 @@ def test_reasoner_messages_structure() -> None:
         "Candidates:\n1. Heat\n2. Casino\n3. Dark\n\n" + REASONER_INSTRUCTION.format(n=3)
     )
     assert user.endswith("Reply with `Answer: <number>` (1-3).")
+
+
+def test_letter_labels_for_the_choice_reasoner() -> None:
+    catalog = _catalog()
+    system, user = (m["content"] for m in reasoner_messages("x", ["m1", "m2", "s1"], catalog, False, labels="letters"))
+    assert "labelled A to C" in system and "Answer: <letter>" in system
+    assert "Candidates:\nA. Heat\nB. Casino\nC. Dark\n\n" in user and user.endswith("`Answer: <letter>` (A-C).")
+    assert candidate_label(25, "letters") == "Z" and candidate_label(9) == "10"
+    with pytest.raises(ValueError, match="no 'letters' label for candidate 26"):
+        candidate_label(26, "letters")
 
 
 def test_forged_title_and_verbalization_are_sanitized() -> None:

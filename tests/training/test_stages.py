@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,6 +14,7 @@ import torch
 
 from lit_verbrec.config.compose import compose
 from lit_verbrec.models.loading import load_policy
+from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.text.actions import parse_actions
 from lit_verbrec.training.cache import VerbalizationCache
@@ -81,6 +83,32 @@ def test_reasoner_reward_is_plus_one_minus_one(tiny_run):
     scores = module.score(batch, rollout)
     assert scores["reward"].tolist() == [1.0, -1.0, -1.0]
     assert scores["valid"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_choice_reasoner_answers_one_letter_among_the_candidates(tiny_run):
+    cfg, train, catalog, tokenizer = tiny_run
+    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=False, seed=0)
+    texts = {e["example_id"]: f"history of {e['example_id']}" for e in train[:3]}
+    module = ReasonerGRPO(policy, tokenizer, None, replace(cfg.reasoner.grpo, group_size=8), catalog, texts,
+                          answer="choice", num_candidates=10)
+    assert "J. " in tokenizer.decode(module.prompts(train[:1])[0])          # candidates labelled A ... J
+    rollout = module.sample(train[:3])
+    assert rollout.num_sequences == 24 and rollout.loss_mask.sum(dim=1).tolist() == [1] * 24   # one decision each
+    picks = module.answers(train[:3], rollout)
+    assert all(t == f"Answer: {'ABCDEFGHIJ'[k]}" for t, k in zip(rollout.texts, picks.tolist()))
+    assert len(set(picks.tolist())) > 1                                      # sampled, not fixed
+    scores = module.score(train[:3], rollout)
+    target = torch.tensor([train[g]["target_index"] for g in rollout.group.tolist()])
+    assert scores["valid"].tolist() == [1.0] * 24
+    assert scores["reward"].tolist() == torch.where(picks == target, 1.0, -1.0).tolist()
+    assert module.predict(train[:3]).tolist() == module.predict(train[:3]).tolist()   # greedy is deterministic
+    assert module.allowed_token_ids().tolist() == [tokenizer.convert_tokens_to_ids(c) for c in "ABCDEFGHIJ"]
+    # Training reads the letter's log-prob from one decoder pass per group; it is the sampler's.
+    shared = module.sequence_logprobs(rollout)["logprobs"][rollout.loss_mask.bool()]
+    plain = completion_logprobs(policy, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                rollout.completion_mask, allowed_ids=module.label_ids)["logprobs"][rollout.loss_mask.bool()]
+    assert torch.allclose(shared, plain, atol=1e-5)
+    assert torch.allclose(shared, rollout.info["slot_logprobs"][:, 0], atol=1e-4)
 
 
 def test_submit_both_stages_locally_leaves_a_complete_run_folder(tmp_path):
