@@ -25,8 +25,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lit_verbrec.rl.logprobs import decoder_and_head
-from lit_verbrec.rollout.hf import left_pad, pack_rollout, right_pad
-from lit_verbrec.rollout.slots import SlotSpec
+from lit_verbrec.rollout.hf import left_pad, right_pad
+from lit_verbrec.rollout.slots import SlotSpec, slot_rollout, slot_temperature
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 
 
@@ -40,55 +40,32 @@ class FactorisedSlotSampler:
                  greedy: bool = False) -> Rollout:
         if len(prompts) != len(specs):
             raise ValueError(f"got {len(prompts)} prompts and {len(specs)} specs")
-        temperature = params.temperature if params.temperature > 0 else 1.0
-        if params.temperature <= 0 and not greedy:
-            raise ValueError(f"sampling needs temperature > 0, got {params.temperature}")
+        temperature = slot_temperature(params, greedy)
         generator = None if params.seed is None else torch.Generator(self.model.device).manual_seed(params.seed)
-        fed, fed_positions = zip(*(self._placeholder_completion(spec) for spec in specs)) if specs else ((), ())
-        log_probs = self._slot_log_probs(prompts, list(fed), list(fed_positions), specs, temperature)  # B x [S_b, A]
+        fed = [spec.completion([0] * spec.num_slots) for spec in specs]     # placeholders: each slot's allowed[0]
+        log_probs = self._slot_log_probs(prompts, fed, specs, temperature)   # B x [S_b, A]
         n = params.n
         completions, targets, choices, chosen_logprobs, positions = [], [], [], [], []
-        for b, spec in enumerate(specs):
-            lp = log_probs[b]                                                             # [S, A]
-            if greedy:
-                index = lp.argmax(dim=-1).expand(n, -1) if lp.numel() else torch.zeros(n, 0, dtype=torch.long)
-            elif lp.numel():
-                index = torch.multinomial(lp.exp(), n, replacement=True, generator=generator).T   # [n, S]
-            else:
+        for (tokens, slot_positions), spec, lp in zip(fed, specs, log_probs):
+            if not spec.num_slots:
                 index = torch.zeros(n, 0, dtype=torch.long)
+            elif greedy:
+                index = lp.argmax(dim=-1).expand(n, -1)                                      # [n, S]
+            else:
+                index = torch.multinomial(lp.exp(), n, replacement=True, generator=generator).T   # [n, S]
             for row in index.tolist():
-                target = list(fed[b])
-                for slot, (pos, k) in enumerate(zip(fed_positions[b], row)):
-                    target[pos] = spec.allowed[slot][k]
-                completions.append(list(fed[b]))
-                targets.append(target)
+                completions.append(tokens)
+                targets.append(spec.completion(row)[0])
                 choices.append(row)
                 chosen_logprobs.append([float(lp[s, k]) for s, k in enumerate(row)])
-                positions.append(list(fed_positions[b]))
+                positions.append(slot_positions)
         texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in targets]
-        rollout = pack_rollout(prompts, completions, texts, n, self.tokenizer.pad_token_id)
+        rollout = slot_rollout(prompts, n, completions, texts, choices, positions, chosen_logprobs,
+                               self.tokenizer.pad_token_id)
         rollout.target_ids = right_pad(targets, self.tokenizer.pad_token_id)[0]           # [N, C]
-        rollout.loss_mask = torch.zeros_like(rollout.completion_mask)                     # [N, C]
-        for row, slot_positions in enumerate(positions):
-            rollout.loss_mask[row, slot_positions] = 1
-        rollout.info["slots"] = right_pad(choices, -1)[0]                                 # [N, S_max]
-        rollout.info["slot_positions"] = right_pad(positions, -1)[0]                      # [N, S_max]
-        slot_logprobs = torch.zeros(rollout.info["slots"].shape, dtype=torch.float32)      # [N, S_max]
-        for row, values in enumerate(chosen_logprobs):
-            slot_logprobs[row, :len(values)] = torch.tensor(values, dtype=torch.float32)
-        rollout.info["slot_logprobs"] = slot_logprobs
         return rollout
 
-    @staticmethod
-    def _placeholder_completion(spec: SlotSpec) -> tuple[list[int], list[int]]:
-        """(the completion with each slot holding its first allowed token, the slots' positions)."""
-        tokens, positions = list(spec.segments[0]), []
-        for i, allowed in enumerate(spec.allowed):
-            positions.append(len(tokens))
-            tokens += [allowed[0], *spec.segments[i + 1]]
-        return tokens, positions
-
-    def _slot_log_probs(self, prompts, fed, fed_positions, specs, temperature: float) -> list[torch.Tensor]:
+    def _slot_log_probs(self, prompts, fed, specs, temperature: float) -> list[torch.Tensor]:
         """Per prompt, [S, A] log-probs of each slot's allowed tokens (-inf past a slot's own count)."""
         out: list[torch.Tensor] = []
         decoder, weight = decoder_and_head(self.model)      # logits only at the slots: never [U, T, V]
@@ -98,13 +75,14 @@ class FactorisedSlotSampler:
             with torch.no_grad():
                 for start in range(0, len(prompts), self.max_batch_prompts):
                     block = range(start, min(start + self.max_batch_prompts, len(prompts)))
-                    ids, mask = left_pad([prompts[b] + fed[b] for b in block], self.tokenizer.pad_token_id)  # [U, T]
+                    ids, mask = left_pad([prompts[b] + fed[b][0] for b in block], self.tokenizer.pad_token_id)  # [U, T]
                     ids, mask = ids.to(self.model.device), mask.to(self.model.device)
                     hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False,
                                      position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0)).last_hidden_state  # [U, T, H]
                     for u, b in enumerate(block):
-                        offset = ids.shape[1] - len(fed[b])            # where the completion starts in the row
-                        before = [offset + p - 1 for p in fed_positions[b]]                # [S] positions predicting a slot
+                        tokens, slot_positions = fed[b]
+                        offset = ids.shape[1] - len(tokens)            # where the completion starts in the row
+                        before = [offset + p - 1 for p in slot_positions]                  # [S] positions predicting a slot
                         allowed, allowed_mask = right_pad(specs[b].allowed, 0)            # [S, A]
                         allowed, allowed_mask = allowed.to(ids.device), allowed_mask.to(ids.device)
                         h = hidden[u, before].float()                                       # [S, H]

@@ -74,6 +74,40 @@ class SlotSpec:
     def num_slots(self) -> int:
         return len(self.allowed)
 
+    def completion(self, choices: list[int]) -> tuple[list[int], list[int]]:
+        """(the completion's token ids with allowed[i][choices[i]] at slot i, each slot's position in it)."""
+        tokens, positions = list(self.segments[0]), []
+        for i, allowed in enumerate(self.allowed):
+            positions.append(len(tokens))
+            tokens += [allowed[choices[i]], *self.segments[i + 1]]
+        return tokens, positions
+
+
+def slot_temperature(params: SamplingParams, greedy: bool) -> float:
+    """The temperature of the slot softmax: params.temperature, or 1 for greedy decoding at <= 0."""
+    if params.temperature > 0:
+        return params.temperature
+    if not greedy:
+        raise ValueError(f"sampling needs temperature > 0, got {params.temperature}")
+    return 1.0
+
+
+def slot_rollout(prompts: list[list[int]], n: int, completions: list[list[int]], texts: list[str],
+                 choices: list[list[int]], positions: list[list[int]], logprobs: list[list[float]],
+                 pad_id: int) -> Rollout:
+    """A Rollout of slot samples: loss on the slot positions, and the `info` SlotSampler.generate documents."""
+    rollout = pack_rollout(prompts, completions, texts, n, pad_id)
+    rollout.loss_mask = torch.zeros_like(rollout.completion_mask)                   # [N, C]
+    for row, slot_positions in enumerate(positions):
+        rollout.loss_mask[row, slot_positions] = 1
+    rollout.info["slots"] = right_pad(choices, -1)[0]                               # [N, S_max]
+    rollout.info["slot_positions"] = right_pad(positions, -1)[0]                    # [N, S_max]
+    slot_logprobs = torch.zeros(rollout.info["slots"].shape, dtype=torch.float32)
+    for row, values in enumerate(logprobs):
+        slot_logprobs[row, :len(values)] = torch.tensor(values, dtype=torch.float32)
+    rollout.info["slot_logprobs"] = slot_logprobs                                    # [N, S_max]
+    return rollout
+
 
 def action_slot_spec(history_segments: list[str], tokenizer: PreTrainedTokenizerBase) -> SlotSpec:
     """The action verbalizer's spec: the 2L+1 texts of `text.actions.action_segments`, 0/1 slots.
@@ -131,11 +165,7 @@ class SlotSampler:
         for prompt, spec in zip(prompts, specs):
             if spec.num_slots and not prompt and not spec.segments[0]:
                 raise ValueError("the first slot needs some context: prompt and segments[0] are both empty")
-        temperature = params.temperature
-        if temperature <= 0:
-            if not greedy:
-                raise ValueError(f"sampling needs temperature > 0, got {temperature}")
-            temperature = 1.0
+        temperature = slot_temperature(params, greedy)
         n = params.n
         device = self.model.device
         generator = None
@@ -158,29 +188,10 @@ class SlotSampler:
                         choices[row], logprobs[row] = row_chosen, row_logprobs
         finally:
             self.model.train(was_training)
-        completions: list[list[int]] = []
-        positions: list[list[int]] = []
-        for row, chosen in enumerate(choices):
-            spec = specs[row // n]
-            tokens, slot_positions = list(spec.segments[0]), []
-            for i, allowed in enumerate(spec.allowed):
-                slot_positions.append(len(tokens))
-                tokens += [allowed[chosen[i]], *spec.segments[i + 1]]
-            completions.append(tokens)
-            positions.append(slot_positions)
+        built = [specs[row // n].completion(chosen) for row, chosen in enumerate(choices)]
+        completions, positions = [tokens for tokens, _ in built], [slot_positions for _, slot_positions in built]
         texts = [self.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in completions]
-        rollout = pack_rollout(prompts, completions, texts, n, self.tokenizer.pad_token_id)
-        loss_mask = torch.zeros_like(rollout.completion_mask)                   # [N, C]
-        for row, slot_positions in enumerate(positions):
-            loss_mask[row, slot_positions] = 1
-        rollout.loss_mask = loss_mask
-        rollout.info["slots"] = right_pad(choices, -1)[0]                       # [N, S_max]
-        rollout.info["slot_positions"] = right_pad(positions, -1)[0]            # [N, S_max]
-        slot_logprobs = torch.zeros(rollout.info["slots"].shape, dtype=torch.float32)
-        for row, values in enumerate(logprobs):
-            slot_logprobs[row, :len(values)] = torch.tensor(values, dtype=torch.float32)
-        rollout.info["slot_logprobs"] = slot_logprobs                            # [N, S_max]
-        return rollout
+        return slot_rollout(prompts, n, completions, texts, choices, positions, logprobs, self.tokenizer.pad_token_id)
 
     def _sample_rows(self, groups: list[int], prompts: list[list[int]], specs: list[SlotSpec], temperature: float,
                      greedy: bool, generator: torch.Generator | None,

@@ -3,13 +3,12 @@ equal the sampler's (on-policy) with the decoder run once per group."""
 
 from __future__ import annotations
 
-import random
-from datetime import datetime, timedelta
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from lit_verbrec.config.schema import LoraConfig, SizeConfig
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.rl.logprobs import completion_logprobs
@@ -18,14 +17,9 @@ from lit_verbrec.rollout.slots import action_slot_spec
 from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.text.actions import action_segments, parse_actions
 
-SIZE = SizeConfig(name="tiny", tokenizer="builtin", lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def history(n_lines: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    start = datetime(2025, 6, 1) + timedelta(hours=rng.randrange(1000))
-    return [{"timestamp": start + timedelta(hours=7 * t + rng.randrange(5)), "item": rng.randrange(100000, 999999)}
-            for t in range(n_lines)]
+from slot_histories import SIZE, history  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +78,6 @@ def test_greedy_takes_each_slots_argmax_and_is_one_forward_per_prompt_block(setu
     monkeypatch.setattr(model.get_base_model().model, "forward", lambda *a, **k: calls.append(1) or decoder_forward(*a, **k))
     rollout = sampler.generate(prompts, specs, SamplingParams(n=3, max_new_tokens=1), greedy=True)
     assert len(calls) == 1                                                           # 3 prompts x 3 rows: one call
-    log_probs = sampler._slot_log_probs(prompts, *zip(*(sampler._placeholder_completion(s) for s in specs)), specs, 1.0)
+    log_probs = sampler._slot_log_probs(prompts, [s.completion([0] * s.num_slots) for s in specs], specs, 1.0)
     for b in range(3):
         assert rollout.info["slots"][3 * b, :specs[b].num_slots].tolist() == log_probs[b].argmax(-1).tolist()

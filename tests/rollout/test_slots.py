@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from lit_verbrec.config.schema import LoraConfig, SizeConfig
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.rollout.slots import SlotSampler, SlotSpec, action_slot_spec
 from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.text.actions import ActionPlan, action_segments, parse_actions, render_actions
 
-SIZE = SizeConfig(name="tiny", tokenizer="builtin", lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def history(n_lines: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    start = datetime(2025, 6, 1) + timedelta(hours=rng.randrange(1000))
-    return [{"timestamp": start + timedelta(hours=7 * t + rng.randrange(5)), "item": rng.randrange(100000, 999999)}
-            for t in range(n_lines)]
+from slot_histories import SIZE, history  # noqa: E402
 
 
 def corpus() -> list[str]:
