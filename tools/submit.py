@@ -1,26 +1,79 @@
-"""Run the stages of a run: both stages in order by default.
+"""Run the stages of a run: here, or as dependent Slurm jobs.
 
     python tools/submit.py stage=both size=tiny cluster=local      # this machine, stage 1 then stage 2
-    python tools/submit.py stage=verbalizer cluster=local
+    python tools/submit.py stage=both size=32b cluster=slurm       # two Slurm jobs, stage 2 afterok stage 1
+    python tools/submit.py stage=both size=32b cluster=slurm --dry-run   # print the sbatch scripts only
+    python tools/submit.py status run=runs/default                 # the jobs of a submitted run
 
 cluster=local trains the stages one after another here (each resumes from its last checkpoint
-if interrupted) and writes runs/<run.name>/results.md. cluster=slurm submits them as dependent
-Slurm jobs; that launcher is not part of this version yet and says so.
+if interrupted) and writes runs/<run.name>/results.md.
+
+cluster=slurm (options under cluster.*, configs/cluster/slurm.yaml) submits one job per stage
+through submitit, prints how to follow them, then watches them until they end: exit 0 if every
+stage COMPLETED, else 1 naming the failed stage and its log (later stages are cancelled).
+Ctrl-C stops watching, not the jobs; --detach returns right after submitting.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
 from lit_verbrec.launch.local import run_local
 
+FLAGS = ("--dry-run", "--detach")
+
+
+def status_main(argv: list[str]) -> int:
+    """`status run=<run folder>` (or run.root=... run.name=...): the table of the run's jobs."""
+    from lit_verbrec.launch.slurm_watch import status
+    from lit_verbrec.training.run import RunPaths
+
+    folder = next((a.partition("=")[2] for a in argv if a.startswith("run=")), "")
+    if not folder:
+        cfg, _ = parse_cli(__doc__, argv)
+        folder = str(RunPaths.of(cfg).run)
+    try:
+        return status(Path(folder))
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+
+def slurm_main(cfg, flags: set[str]) -> int:
+    from lit_verbrec.launch.slurm import dry_run, submit
+    from lit_verbrec.launch.slurm_watch import watch
+
+    if "--dry-run" in flags:
+        print(dry_run(cfg))
+        return 0
+    jobs = submit(cfg)
+    run_dir = Path(cfg.run.root) / cfg.run.name
+    for job in jobs:
+        print(f"submitted {job['stage']}: Slurm job {job['job_id']}, log {job['err']}")
+    ids = ",".join(j["job_id"] for j in jobs)
+    print(f"follow:  squeue -j {ids}   |   tools/submit.py status run={run_dir}   |   tail -f {jobs[-1]['err']}\n"
+          f"cancel:  scancel {ids.replace(',', ' ')}\n"
+          f"resume:  rerun this command: each stage continues from <run>/<stage>/checkpoints/last.ckpt", flush=True)
+    if "--detach" in flags:
+        return 0
+    try:
+        return watch(run_dir)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; the jobs go on (tools/submit.py status run={run_dir})", file=sys.stderr)
+        return 130
+
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, _ = parse_cli(__doc__, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
+    cfg, flags = parse_cli(__doc__, argv, FLAGS)
     if cfg.cluster.kind == "slurm":
-        print("cluster=slurm: the Slurm launcher is not in this version yet; use cluster=local "
-              "(or tools/train.py inside your own sbatch script)", file=sys.stderr)
+        return slurm_main(cfg, flags)
+    if flags:
+        print(f"config error: {', '.join(sorted(flags))} only apply to cluster=slurm", file=sys.stderr)
         return 2
     run_local(cfg)
     return 0

@@ -139,7 +139,9 @@ class ClusterConfig:
     nodes: int = 1
     """slurm: nodes per stage job."""
     gpus_per_node: int = 8
-    """slurm: GPUs per node; also the tasks per node (one rank per GPU)."""
+    """slurm: GPUs per node (0: a CPU-only job)."""
+    tasks_per_node: int = 0
+    """slurm: ranks per node, launched by srun (each drives one GPU); 0: gpus_per_node, or 1 without GPUs."""
     cpus_per_task: int = 8
     """slurm: CPU cores per rank."""
     mem_gb: int = 0
@@ -147,15 +149,29 @@ class ClusterConfig:
     constraint: str = ""
     """slurm: node feature constraint, e.g. h100; empty: none."""
     extra_sbatch: list[str] = field(default_factory=list)
-    """slurm: extra `#SBATCH` lines, written as given, e.g. --exclusive."""
+    """slurm: extra sbatch options, written as given after `#SBATCH `, e.g. --exclusive."""
     setup: list[str] = field(default_factory=list)
     """slurm: shell lines run before the job, e.g. module load cuda; source .venv/bin/activate."""
+    env: dict[str, str] = field(default_factory=lambda: {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"})
+    """slurm: environment variables exported in the job (NCCL and rendezvous settings; MASTER_ADDR and
+    MASTER_PORT come from Lightning's SLURMEnvironment: the first node of the job, a port from the job id)."""
+    signal_delay_s: int = 300
+    """slurm: Slurm sends SIGUSR2 this many seconds before the time limit; the stage then checkpoints at the
+    next step boundary and requeues itself. Leave room for one training step plus a checkpoint write."""
+
+    @property
+    def ranks_per_node(self) -> int:
+        """tasks_per_node, or its default: one rank per GPU, one rank on a CPU-only node."""
+        return self.tasks_per_node or max(1, self.gpus_per_node)
 
     def __post_init__(self) -> None:
         choice(self.kind, "cluster.kind", ("local", "slurm"))
-        for name in ("time_min", "nodes", "cpus_per_task"):
+        for name in ("time_min", "nodes", "cpus_per_task", "signal_delay_s"):
             require(getattr(self, name) > 0, f"cluster.{name}", "must be positive")
-        require(self.gpus_per_node >= 0 and self.mem_gb >= 0, "cluster.gpus_per_node", "must be >= 0")
+        for name in ("gpus_per_node", "tasks_per_node", "mem_gb"):
+            require(getattr(self, name) >= 0, f"cluster.{name}", "must be >= 0")
+        require(not self.gpus_per_node or self.ranks_per_node <= self.gpus_per_node, "cluster.tasks_per_node",
+                f"must be <= gpus_per_node ({self.gpus_per_node}): each rank drives one GPU")
 
 
 @dataclass

@@ -143,7 +143,9 @@ class ReasonerConfig:
 @dataclass
 class TrainConfig:
     devices: int = 1
-    """Devices (GPUs, or CPU processes) per node for a local run; >1 trains with DDP."""
+    """Devices (GPUs, or CPU processes) per node; >1 trains with DDP. cluster=slurm sets it to cluster.tasks_per_node."""
+    num_nodes: int = 1
+    """Nodes the run spans (DDP across nodes). cluster=slurm sets it to cluster.nodes."""
     train_examples: int = 0
     """Use at most this many training examples per stage (0: all)."""
     val_examples: int = 128
@@ -158,7 +160,7 @@ class TrainConfig:
     """Test examples scored at the end of a stage (0: all)."""
 
     def __post_init__(self) -> None:
-        for name in ("devices", "checkpoint_every_n_steps", "samples_every_n_steps"):
+        for name in ("devices", "num_nodes", "checkpoint_every_n_steps", "samples_every_n_steps"):
             require(getattr(self, name) > 0, f"train.{name}", "must be positive")
         for name in ("train_examples", "val_examples", "val_every_n_steps", "eval_examples"):
             require(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")

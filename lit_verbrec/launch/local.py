@@ -21,16 +21,26 @@ STAGES = {"verbalizer": (run_verbalizer_stage, verbalizer_results), "reasoner": 
 
 
 def run_stage(cfg: Config, stage: str) -> dict:
-    """Train one stage, score it on the test split, record and print the result."""
+    """Train one stage, score it on the test split, record and print the result (rank 0 scores;
+    under DDP the other ranks return their training summary)."""
     train, score = STAGES[stage]
     start = time.perf_counter()
     summary = train(cfg)
+    if not is_global_zero():
+        return summary
     results = score(cfg)
     results["train"] = {k: v for k, v in summary.items() if k != "validation"} | {
         "validation": summary["validation"], "minutes": round((time.perf_counter() - start) / 60, 2)}
     record(RunPaths.of(cfg).run, results)
     print(markdown(results), flush=True)
     return results
+
+
+def is_global_zero() -> bool:
+    """True outside DDP, and on global rank 0 inside it (the process group outlives fit())."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def run_local(cfg: Config) -> list[dict]:

@@ -14,8 +14,9 @@ The normaliser of every micro-batch loss is the whole step's (sequences, tokens,
 accumulated gradient equals the gradient of the loss of the full batch. Optimisation is manual
 (`automatic_optimization = False`): one rollout feeds mu optimizer steps.
 
-Checkpoints hold only the trainable (LoRA) weights plus optimizer and loop state: the 4-bit
-base is never written (`on_save_checkpoint`), and loading is non-strict for the same reason.
+Checkpoints hold only the trainable (LoRA) weights plus optimizer and loop state and the data
+position (`batches_done`, which training/batches.py resumes from): the 4-bit base is never
+written (`on_save_checkpoint`), and loading is non-strict for the same reason.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class GRPOModule(pl.LightningModule):
         self.strict_loading = False          # checkpoints hold the trainable weights only
         self.rollout: Rollout | None = None  # set by RolloutCallback before each step
         self.rollout_metrics: dict = {}
+        self.batches_done = 0                # prompt batches trained on; where a resumed run's data continues
 
     # --- what a stage defines --------------------------------------------------------------
     def prompts(self, batch) -> list[list[int]]:
@@ -132,6 +134,7 @@ class GRPOModule(pl.LightningModule):
         self.log_dict({k: float(v) for k, v in metrics.items()}, prog_bar=False, sync_dist=False,
                       batch_size=len(parts))
         self.log("reward", float(self.rollout_metrics["reward/mean"]), prog_bar=True, batch_size=1)
+        self.batches_done += 1
 
     def configure_optimizers(self):
         g = self.grpo
@@ -144,7 +147,11 @@ class GRPOModule(pl.LightningModule):
             optimizer, lambda step: lr_factor(step, g.warmup_steps, total, g.lr_schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # --- checkpoints: trainable weights only -----------------------------------------------
+    # --- checkpoints: trainable weights only, and the data position ----------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["batches_done"] = self.batches_done
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.batches_done = checkpoint["batches_done"]

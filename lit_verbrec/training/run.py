@@ -22,7 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pyarrow.compute as pc
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
@@ -36,8 +36,10 @@ from lit_verbrec.rollout.callback import RolloutCallback
 from lit_verbrec.text.prompts import reasoner_messages
 from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
+from lit_verbrec.training.batches import ResumableBatches
 from lit_verbrec.training.callbacks import SampleTable, ValidationCallback
 from lit_verbrec.training.checkpoints import AdapterCheckpoint, resumable_checkpoint
+from lit_verbrec.training.preemption import RequeueOnSignal
 
 
 @dataclass(frozen=True)
@@ -109,16 +111,21 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     # With manual optimisation Lightning warns that a step checkpoint holds the weights *after*
     # the step: exactly what resuming at that global step needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-    devices = cfg.train.devices
+    devices, nodes = cfg.train.devices, cfg.train.num_nodes
+    plugins, slurm_callbacks = [], []
+    if SLURMEnvironment.detect():
+        # Ranks and rendezvous from Slurm's variables; preemption is RequeueOnSignal's alone.
+        plugins = [SLURMEnvironment(auto_requeue=False)]
+        slurm_callbacks = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt")]
     return pl.Trainer(
-        accelerator="auto", devices=devices, strategy="ddp" if devices > 1 else "auto",
-        max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true",
+        accelerator="auto", devices=devices, num_nodes=nodes, strategy="ddp" if devices * nodes > 1 else "auto",
+        max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true", plugins=plugins,
         # logs/{tensorboard,csv}/version_<attempt>: a resumed run never overwrites an earlier attempt's logs.
         logger=[TensorBoardLogger(stage_dir / "logs", name="tensorboard"), CSVLogger(stage_dir / "logs", name="csv")],
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters"),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
-                   AdapterCheckpoint(stage_dir / "adapter"), *callbacks],
+                   AdapterCheckpoint(stage_dir / "adapter"), *slurm_callbacks, *callbacks],
     )
 
 
@@ -131,14 +138,16 @@ def stage_callbacks(cfg: Config, stage_dir: Path, val_examples: list[dict]) -> l
 
 def fit(cfg: Config, module: pl.LightningModule, train_examples: list[dict], stage_dir: Path, grpo: GRPOConfig,
         callbacks: list[pl.Callback]) -> pl.Trainer:
-    """Fit, resuming from <stage>/checkpoints/last.ckpt when an earlier run left one."""
+    """Fit, resuming from <stage>/checkpoints/last.ckpt when an earlier run left one (same global
+    step, optimizer state and next batch)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, stage_dir)
     trainer = make_trainer(cfg, stage_dir, grpo, callbacks)
-    loader = DataLoader(train_examples, batch_size=grpo.prompts_per_step, shuffle=True, collate_fn=list,
-                        generator=_generator(cfg.run.seed))
+    batches = ResumableBatches(train_examples, grpo.prompts_per_step, cfg.run.seed,
+                               position=lambda: module.batches_done,
+                               shard=lambda: (trainer.global_rank, trainer.world_size))
     last = stage_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, batches, ckpt_path=str(last) if last.is_file() else None)
     return trainer
 
 
@@ -157,9 +166,3 @@ def _gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _generator(seed: int):
-    import torch
-
-    return torch.Generator().manual_seed(seed)

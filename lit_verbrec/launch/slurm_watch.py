@@ -1,0 +1,101 @@
+"""Follow a run's Slurm jobs: their states from `sacct`, a status table, and the watch loop.
+
+States come from `sacct` (the accounting database), not `squeue`, because a finished job
+leaves the queue at once and its end state (COMPLETED, FAILED, ...) is only in accounting.
+If a stage ends in any state but COMPLETED, the stages after it are cancelled here instead of
+waiting on Slurm: a cluster without `DependencyParameters=kill_invalid_depend` would keep
+them PENDING (DependencyNeverSatisfied) forever.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lit_verbrec.launch.slurm import read_jobs
+
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
+"""End states. PREEMPTED is not one: a preempted job with --requeue goes back to PENDING."""
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, dict]:
+    """job id -> {state, start, end, exit_code} of each job's latest run ("CANCELLED by 0" -> CANCELLED);
+    a job sacct does not know yet (just submitted) is PENDING."""
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobIDRaw,State,Start,End,ExitCode"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    states = {j: {"state": "PENDING", "start": "Unknown", "end": "Unknown", "exit_code": ""} for j in job_ids}
+    for line in out.splitlines():
+        job_id, state, start, end, exit_code = line.split("|")
+        if job_id in states:
+            states[job_id] = {"state": state.split()[0] if state else "PENDING", "start": start, "end": end,
+                              "exit_code": exit_code}
+    return states
+
+
+def cancel(job_ids: list[str]) -> None:
+    if job_ids:
+        subprocess.run(["scancel", *job_ids], check=False, timeout=60)
+
+
+def status_table(jobs: list[dict], states: dict[str, dict]) -> str:
+    rows = ["| stage | job | state | start | end | log |", "|---|---|---|---|---|---|"]
+    for job in jobs:
+        s = states[job["job_id"]]
+        rows.append(f"| {job['stage']} | {job['job_id']} | {s['state']} | {s['start']} | {s['end']} | {job['err']} |")
+    return "\n".join(rows)
+
+
+def failure(jobs: list[dict], states: dict[str, dict]) -> dict | None:
+    """The first stage that ended in a state other than COMPLETED, or None."""
+    return next((j for j in jobs if states[j["job_id"]]["state"] in FINAL
+                 and states[j["job_id"]]["state"] != "COMPLETED"), None)
+
+
+def failure_message(job: dict, state: dict) -> str:
+    return (f"stage {job['stage']} (Slurm job {job['job_id']}) ended {state['state']} (exit code {state['exit_code']}); "
+            f"its log: {job['err']} (stdout: {job['out']})")
+
+
+def status(run_dir: Path) -> int:
+    """Print the run's job table; 1 if a stage failed (naming it and its log), else 0."""
+    jobs = read_jobs(run_dir)
+    states = sacct_states([j["job_id"] for j in jobs])
+    print(status_table(jobs, states))
+    failed = failure(jobs, states)
+    if failed:
+        print(failure_message(failed, states[failed["job_id"]]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def watch(run_dir: Path, poll_s: float = 5.0, timeout_s: float = 0.0) -> int:
+    """Follow the run's jobs until all have ended: 0 if every stage COMPLETED, else 1 (a failed
+    stage is named with its log, and the stages after it are cancelled). timeout_s 0: no limit."""
+    jobs = read_jobs(run_dir)
+    ids = [j["job_id"] for j in jobs]
+    seen: dict[str, str] = {}
+    start = time.monotonic()
+    while True:
+        states = sacct_states(ids)
+        for job in jobs:
+            state = states[job["job_id"]]["state"]
+            if seen.get(job["job_id"]) != state:
+                print(f"[{time.strftime('%H:%M:%S')}] {job['stage']} (job {job['job_id']}): {state}", flush=True)
+                seen[job["job_id"]] = state
+        failed = failure(jobs, states)
+        if failed:
+            later = [j["job_id"] for j in jobs[jobs.index(failed) + 1:] if states[j["job_id"]]["state"] not in FINAL]
+            cancel(later)
+            print(failure_message(failed, states[failed["job_id"]]), file=sys.stderr)
+            if later:
+                print(f"cancelled the stages after it: jobs {', '.join(later)}", file=sys.stderr)
+            return 1
+        if all(states[i]["state"] == "COMPLETED" for i in ids):
+            return 0
+        if timeout_s and time.monotonic() - start > timeout_s:
+            print(f"stopped watching after {timeout_s:.0f} s; the jobs go on (tools/submit.py status run={run_dir})",
+                  file=sys.stderr)
+            return 2
+        time.sleep(poll_s)
