@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # The main job: both stages on the embedded default (synthetic log, tiny model, this CPU),
-# then the baseline table on the same prepared data.
+# then the paper's table and the baselines on the same prepared data, and the run's HTML report.
 run: setup
 	$(BIN)/python tools/submit.py stage=both size=tiny cluster=local run.root=$(dir $(RUN)) run.name=$(notdir $(RUN))
-	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data out=$(RUN)/eval
+	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data eval.runs=[$(RUN)] out=$(RUN)/eval
+	$(BIN)/python tools/report.py run=$(RUN)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,14 +1,18 @@
-"""Score reasoners on prepared reranking examples: the paper's Recall@1 table.
+"""Score the paper's configurations and baselines on prepared examples: the Recall@1 tables.
 
-    python tools/evaluate.py data.prepared=runs/default/data
+    python tools/evaluate.py data.prepared=runs/default/data eval.runs=[runs/default]
+    python tools/evaluate.py data.prepared=runs/d/data eval.runs=[runs/action,runs/rewrite,runs/raw-reasoner]
     python tools/evaluate.py data.prepared=prep/ml-1m eval.rows=[random,popularity,lexical/template] eval.split=val
 
-Rows (eval.rows): see lit_verbrec/evaluation/systems.py — random, popularity,
-lexical/template, lexical/template+metadata, lexical/taste-lines+metadata. Reports
-Recall@1 overall and on discovery targets with bootstrap intervals, ValidRatio, and the
-relative change in discovery Recall@1 against eval.reference (paired bootstrap).
-Prints a Markdown table; writes results.json and config.yaml into `out`
-(default runs/<run.name>/eval).
+Table 1 (the paper's rows, lit_verbrec/evaluation/paper.py): template, zero-shot, action,
+rewrite (the oracle reasoner on each text), <kind> + trained reasoner and reasoner trained on
+raw (stage-2 runs). The runs in eval.runs fill the rows their configs match; a row no run can
+fill says which run it needs. Table 2 (eval.rows, lit_verbrec/evaluation/systems.py): random,
+popularity and the lexical baselines. Both report Recall@1 overall and on discovery targets
+with bootstrap intervals, ValidRatio, the relative change in discovery Recall@1 against the
+template (paired bootstrap), and the compression ratio; then example texts side by side
+(Table 3). Prints Markdown; writes results.json and config.yaml into `out` (default
+runs/<run.name>/eval).
 """
 
 from __future__ import annotations
@@ -20,10 +24,38 @@ from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
 from lit_verbrec.config.compose import save_config
+from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import DataError
 from lit_verbrec.data.sources import read_prepared
+from lit_verbrec.evaluation.paper import ROWS, paper_rows
 from lit_verbrec.evaluation.systems import SYSTEMS
-from lit_verbrec.evaluation.table import evaluate_rows, markdown_table
+from lit_verbrec.evaluation.table import evaluate_rows, markdown_table, score_rows
+from lit_verbrec.oracle.base import make_oracle
+
+N_EXAMPLE_TEXTS = 2
+
+
+def paper_table(cfg, examples, items, out: Path) -> dict:
+    """Table 1: the paper's rows on `examples`, with example texts side by side (Table 3)."""
+    catalog = Catalog.from_table(items)
+    oracle = make_oracle(cfg.oracle, catalog, out / "oracle_cache")
+    found = paper_rows(examples.to_pylist(), catalog, oracle, cfg.eval.runs, cfg.eval.zero_shot_max_new_tokens)
+    names = [n for n in ROWS if n != "rewrite + trained reasoner"]
+    names.insert(4, next(n for n in [*found["preds"], *found["unavailable"]] if n.endswith("+ trained reasoner")))
+    extra = {n: {"compression": c} for n, c in found["compression"].items()}
+    table = score_rows(examples, names, found["preds"], found["unavailable"], cfg.eval, cfg.run.seed, "template", extra)
+    table["reasoner"] = {"rows 1-4": f"oracle ({cfg.oracle.kind})", "rows 5-6": "the trained stage-2 reasoner"}
+    table["examples"] = [{name: texts[i] for name, texts in found["texts"].items()}
+                         for i in range(min(N_EXAMPLE_TEXTS, examples.num_rows))]
+    return table
+
+
+def example_texts(examples: list[dict]) -> str:
+    parts = []
+    for i, example in enumerate(examples):
+        parts.append(f"### Example {i + 1}\n")
+        parts += [f"**{name}**\n\n```\n{text}\n```\n" for name, text in example.items()]
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if cfg.eval.max_examples:
         examples = examples.slice(0, cfg.eval.max_examples)
-    results = evaluate_rows(examples, items, cfg.eval, cfg.run.seed)
-    print(markdown_table(results, cfg.eval))
     out.mkdir(parents=True, exist_ok=True)
+    paper = paper_table(cfg, examples, items, out)
+    baselines = evaluate_rows(examples, items, cfg.eval, cfg.run.seed)
+    print("## Table 1: the paper's configurations\n\n" + markdown_table(paper, cfg.eval)
+          + "\n\n## Table 2: baselines\n\n" + markdown_table(baselines, cfg.eval)
+          + "\n\n## Table 3: example texts\n\n" + example_texts(paper["examples"]))
+    results = {"paper": paper, "baselines": baselines}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     save_config(cfg, out)
     print(f"\nwrote {out / 'results.json'}")

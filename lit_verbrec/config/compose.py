@@ -43,8 +43,13 @@ def group_choices(group: str, root: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = None) -> Config:
-    """Build and validate the Config for `overrides` such as ["size=32b", "run.seed=3"]."""
+def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = None,
+            saved: str | Path | None = None) -> Config:
+    """Build and validate the Config for `overrides` such as ["size=32b", "run.seed=3"].
+
+    `saved`: a run folder whose resolved config.yaml is applied after the group files and
+    before the command line (how tools that read a finished run pick up its settings).
+    """
     root = root or config_dir()
     base = _read_yaml(root / "config.yaml")
     defaults = base.pop("defaults", [])
@@ -73,6 +78,11 @@ def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = Non
         layers.append((str(path), {group: content}))
         if extra:
             layers.append((f"{path} ({GLOBALS_KEY})", extra))
+    if saved is not None:
+        path = Path(saved) / "config.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist: not a run folder (a run writes its resolved config there)")
+        layers.append((str(path), _read_yaml(path)))
     for key, value in values:
         layers.append((f"command line '{key}={value}'", _override(key, value)))
 

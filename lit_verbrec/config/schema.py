@@ -175,6 +175,25 @@ class ClusterConfig:
 
 
 @dataclass
+class ExportConfig:
+    stage: str = "verbalizer"
+    """Which stage's model to export: verbalizer (stage 1) or reasoner (stage 2)."""
+    what: list[str] = field(default_factory=lambda: ["adapter", "merged", "distillation"])
+    """Artifacts: adapter (peft folder + tokenizer + model card), merged (bf16 checkpoint, NF4 base
+    dequantized before the merge), distillation (the verbalization cache as a chat dataset; stage 1 only)."""
+    check_atol: float = 1e-2
+    """Largest |merged logits - adapter model logits| accepted on the check inputs; beyond it export fails."""
+    min_reward: float = 0.0
+    """distillation: keep rows whose stage-1 reward is at least this (0: all rows)."""
+
+    def __post_init__(self) -> None:
+        choice(self.stage, "export.stage", ("verbalizer", "reasoner"))
+        for item in self.what:
+            choice(item, "export.what", ("adapter", "merged", "distillation"))
+        require(self.check_atol > 0, "export.check_atol", "must be positive")
+
+
+@dataclass
 class EvalConfig:
     split: str = "test"
     """Which prepared split to score: train, val or test."""
@@ -189,6 +208,11 @@ class EvalConfig:
     """Confidence level of the intervals."""
     max_examples: int = 0
     """Score at most this many examples (0: all)."""
+    runs: list[str] = field(default_factory=list)
+    """Run folders whose models fill the paper's rows (zero-shot, action, rewrite, trained reasoners);
+    each run's own config says which rows it can fill (lit_verbrec/evaluation/paper.py)."""
+    zero_shot_max_new_tokens: int = 256
+    """Length limit of the zero-shot verbalizer's rewrite."""
 
     def __post_init__(self) -> None:
         choice(self.split, "eval.split", ("train", "val", "test"))
@@ -224,5 +248,7 @@ class Config:
     """Validation, checkpoints and logging of both stages."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """tools/export.py: what to export from a finished run."""
     out: str = ""
     """Output folder of the tool; empty: `<run.root>/<run.name>/<tool>`."""

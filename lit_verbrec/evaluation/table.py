@@ -19,30 +19,42 @@ from lit_verbrec.evaluation.systems import SYSTEMS
 
 
 def evaluate_rows(examples: pa.Table, items: pa.Table, cfg: EvalConfig, seed: int) -> dict:
-    """{split, n, n_discovery, reference, rows: {name: metrics | {"unavailable": why}}}."""
+    """{split, n, n_discovery, reference, rows: {name: metrics | {"unavailable": why}}} for eval.rows."""
     catalog = Catalog.from_table(items)
     popularity = dict(zip(items["item"].to_pylist(), items["popularity"].to_pylist()))
-    target = examples["target_index"].to_numpy().astype(np.int64)
-    discovery = examples["is_discovery"].to_numpy(zero_copy_only=False)
     history_fields = {f.name for f in examples.schema.field("history").type.value_type}
     preds: dict[str, np.ndarray] = {}
-    rows: dict[str, dict] = {}
+    unavailable: dict[str, str] = {}
     for name in cfg.rows:
         system = SYSTEMS[name]
         if system.needs_history_column and system.needs_history_column not in history_fields:
-            rows[name] = {"unavailable": f"the examples' history has no '{system.needs_history_column}' column"}
+            unavailable[name] = f"the examples' history has no '{system.needs_history_column}' column"
             continue
         preds[name] = system.predict(examples, catalog, popularity, seed)
+    return score_rows(examples, cfg.rows, preds, unavailable, cfg, seed, cfg.reference)
+
+
+def score_rows(examples: pa.Table, names, preds: dict[str, np.ndarray], unavailable: dict[str, str], cfg: EvalConfig,
+               seed: int, reference: str, extra: dict[str, dict] | None = None) -> dict:
+    """Metrics of each row's predictions on `examples`, in `names` order, with the relative change in
+    discovery Recall@1 against `reference` (paired bootstrap); `extra`: more fields per row."""
+    target = examples["target_index"].to_numpy().astype(np.int64)
+    discovery = examples["is_discovery"].to_numpy(zero_copy_only=False)
+    rows: dict[str, dict] = {}
+    for name in names:
+        if name in unavailable:
+            rows[name] = {"unavailable": unavailable[name]}
+            continue
         rows[name] = summarize(preds[name], target, discovery, cfg.bootstrap, cfg.confidence, seed)
-    for name, pred in preds.items():
-        if cfg.reference in preds:
+        if reference in preds:
             rows[name]["vs_reference_discovery"] = relative_change(
-                pred, preds[cfg.reference], target, discovery, cfg.bootstrap, cfg.confidence, seed)
+                preds[name], preds[reference], target, discovery, cfg.bootstrap, cfg.confidence, seed)
+        rows[name].update((extra or {}).get(name, {}))
     return _json_safe({
         "split": cfg.split if examples.num_rows == 0 else pc.unique(examples["split"]).to_pylist(),
         "n": examples.num_rows,
         "n_discovery": int(discovery.sum()),
-        "reference": cfg.reference,
+        "reference": reference,
         "confidence": cfg.confidence,
         "rows": rows,
     })
@@ -68,17 +80,18 @@ def _pct(value, low, high) -> str:
 def markdown_table(results: dict, cfg: EvalConfig) -> str:
     level = f"{cfg.confidence:.0%}"
     head = (f"| System | Recall@1 % ({level} CI) | Discovery Recall@1 % ({level} CI) "
-            f"| Δ% discovery vs {results['reference']} ({level} CI) | ValidRatio |")
+            f"| Δ% discovery vs {results['reference']} ({level} CI) | ValidRatio | Compression |")
     lines = [f"Split {', '.join(results['split']) if isinstance(results['split'], list) else results['split']}: "
              f"{results['n']:,} examples, {results['n_discovery']:,} discovery targets", "", head,
-             "|" + "---|" * 5]
+             "|" + "---|" * 6]
     for name, r in results["rows"].items():
         if "unavailable" in r:
-            lines.append(f"| {name} | unavailable: {r['unavailable']} | | | |")
+            lines.append(f"| {name} | unavailable: {r['unavailable']} | | | | |")
             continue
         d = r["vs_reference_discovery"] if "vs_reference_discovery" in r else None
         delta = "n/a" if d is None or d["delta_pct"] is None else f"{d['delta_pct']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+        compression = f"{r['compression']:.2f}" if r.get("compression") is not None else "n/a"
         lines.append(f"| {name} | {_pct(r['recall'], r['recall_low'], r['recall_high'])} "
                      f"| {_pct(r['discovery_recall'], r['discovery_low'], r['discovery_high'])} | {delta} "
-                     f"| {r['valid_ratio']:.3f} |")
+                     f"| {r['valid_ratio']:.3f} | {compression} |")
     return "\n".join(lines)

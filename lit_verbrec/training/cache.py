@@ -45,6 +45,10 @@ class VerbalizationCache:
             self._write(stored)
         return {e["example_id"]: stored[e["example_id"]][1] for e in examples}
 
+    def stored_texts(self) -> dict[str, str]:
+        """example_id -> verbalization of every example in the file ({} if there is none)."""
+        return {i: text for i, (_, text) in self._read().items()}
+
     def _read(self) -> dict[str, tuple[str, str]]:
         if not self.path.is_file():
             return {}

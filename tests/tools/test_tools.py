@@ -44,6 +44,13 @@ def test_evaluate_prints_the_table_and_writes_results(prepared: Path, tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "| lexical/template+metadata |" in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
+    paper = results["paper"]["rows"]                  # no eval.runs: only the template row can be scored
+    assert list(paper)[:4] == ["template", "zero-shot", "action", "rewrite"] and len(paper) == 6
+    assert paper["template"]["valid_ratio"] == 1.0 and paper["template"]["compression"] == 1.0
+    assert paper["action"] == {"unavailable": "needs a stage-1 run with verbalizer.kind=action in eval.runs"}
+    assert all("unavailable" in r for name, r in paper.items() if name != "template")
+    assert "| rewrite | unavailable: needs a stage-1 run with verbalizer.kind=rewrite in eval.runs |" in result.stdout
+    results = results["baselines"]
     rows = results["rows"]
     assert set(rows) == {"random", "popularity", "lexical/template", "lexical/template+metadata", "lexical/taste-lines+metadata"}
     assert results["n"] == 150

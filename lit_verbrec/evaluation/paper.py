@@ -1,0 +1,111 @@
+"""The paper's configurations side by side (Tables 1-3), on the same examples and candidates.
+
+    template                        the oracle reasoner on the fixed template
+    zero-shot                       ... on an untrained LLM's rewrite (the prompt has hand rules)
+    action                          ... on a stage-1 action verbalizer's text
+    rewrite                         ... on a stage-1 rewrite verbalizer's text
+    <kind> + trained reasoner       a stage-2 reasoner on its frozen verbalizer's text
+    reasoner trained on raw         a stage-2 reasoner trained on the template (reasoner.input=template)
+
+Rows 1-4 share one reasoner (the configured oracle), rows 5-6 are trained reasoners. Which
+run fills which row is read from each run folder's config (`eval.runs`): a stage-1 adapter of
+verbalizer.kind=action fills `action`, and so on. A row no run can fill says which run it
+needs. Compression is tokens of the text the reasoner reads / tokens of the template, in the
+run's tokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lit_verbrec.config.compose import compose
+from lit_verbrec.config.schema import Config
+from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.oracle.base import Oracle
+from lit_verbrec.rollout.hf import HFEngine
+from lit_verbrec.text.template import verbalize_template
+from lit_verbrec.training.run import RunPaths, run_tokenizer
+from lit_verbrec.training.stages import frozen_verbalizer, stage2_texts, trained_reasoner
+from lit_verbrec.training.verbalizer import token_counts
+from lit_verbrec.training.verbalizers import RewriteVerbalizer
+
+ROWS = ("template", "zero-shot", "action", "rewrite", "rewrite + trained reasoner", "reasoner trained on raw")
+
+
+def run_config(folder: Path) -> Config:
+    """A run folder's saved config, pointed at that folder (it may have moved since)."""
+    folder = Path(folder)
+    return compose([f"run.root={folder.parent}", f"run.name={folder.name}"], saved=folder)
+
+
+def _has_adapter(cfg: Config, stage: str) -> bool:
+    stage_dir = RunPaths.of(cfg).stage(stage)
+    return any((stage_dir / name / "adapter_config.json").is_file() for name in ("adapter-best", "adapter"))
+
+
+def assign_runs(folders: list[str]) -> dict[str, Config]:
+    """Row name -> the config of the run that fills it (the first run that can)."""
+    rows: dict[str, Config] = {}
+    for folder in folders:
+        cfg = run_config(Path(folder))
+        if _has_adapter(cfg, "verbalizer"):
+            rows.setdefault(cfg.verbalizer.kind, cfg)
+        if _has_adapter(cfg, "reasoner"):
+            name = ("reasoner trained on raw" if cfg.reasoner.input == "template"
+                    else f"{cfg.verbalizer.kind} + trained reasoner")
+            rows.setdefault(name, cfg)
+    return rows
+
+
+def _compression(tokenizer, texts: list[str], templates: list[str]) -> float:
+    return float((token_counts(tokenizer, texts) / token_counts(tokenizer, templates).clamp(min=1)).mean())
+
+
+def _oracle_row(oracle: Oracle, texts: list[str], examples: list[dict]) -> np.ndarray:
+    return np.array([-1 if c is None else c for c in oracle.choose(texts, [e["candidates"] for e in examples])])
+
+
+def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: list[str],
+               max_new_tokens: int = 256) -> dict:
+    """{"preds": {row: [N] indices}, "unavailable": {row: why}, "compression": {row: ratio},
+    "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them}}."""
+    runs = assign_runs(folders)
+    templates = [verbalize_template(e["history"], catalog) for e in examples]
+    out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
+                 "compression": {"template": 1.0}, "texts": {"template": templates}}
+    first = next(iter(runs.values()), None)
+    for name in ("zero-shot", "action", "rewrite"):
+        cfg = first if name == "zero-shot" else runs.get(name)
+        if cfg is None:
+            out["unavailable"][name] = ("needs a run folder in eval.runs (its model and tokenizer)" if name == "zero-shot"
+                                        else f"needs a stage-1 run with verbalizer.kind={name} in eval.runs")
+            continue
+        paths = RunPaths.of(cfg)
+        tokenizer = run_tokenizer(cfg, paths, examples, catalog)
+        if name == "zero-shot":
+            from lit_verbrec.models.loading import load_base_model
+
+            base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.run / "eval-zero-shot")
+            verbalizer = RewriteVerbalizer(HFEngine(base.eval(), tokenizer), tokenizer, catalog, "zero_shot", max_new_tokens)
+        else:
+            verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog)
+        texts = verbalizer.verbalize(examples)
+        out["preds"][name] = _oracle_row(oracle, texts, examples)
+        out["compression"][name] = _compression(tokenizer, texts, templates)
+        out["texts"][name] = texts
+    stage2 = [n for n in runs if n.endswith("+ trained reasoner")] or ["rewrite + trained reasoner"]
+    for name in (stage2[0], "reasoner trained on raw"):
+        cfg = runs.get(name)
+        if cfg is None:
+            out["unavailable"][name] = ("needs a stage-2 run with reasoner.input=template in eval.runs" if name.endswith("raw")
+                                        else "needs a stage-2 run (reasoner.input=verbalized) in eval.runs")
+            continue
+        paths = RunPaths.of(cfg)
+        tokenizer = run_tokenizer(cfg, paths, examples, catalog)
+        texts, _ = stage2_texts(cfg, paths, examples, tokenizer, catalog)
+        ordered = [texts[e["example_id"]] for e in examples]
+        out["preds"][name] = trained_reasoner(cfg, paths, tokenizer, catalog, texts).predict(examples).numpy()
+        out["compression"][name] = _compression(tokenizer, ordered, templates)
+    return out

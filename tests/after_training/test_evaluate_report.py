@@ -1,0 +1,39 @@
+"""tools/evaluate.py fills the paper's six rows from finished runs; tools/report.py renders a run."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_tool
+from PIL import Image
+
+
+def test_six_rows_from_two_runs(qlora_run, rewrite_run, tmp_path):
+    result = run_tool("evaluate.py", f"data.prepared={qlora_run / 'data'}", f"eval.runs=[{qlora_run},{rewrite_run}]",
+                      "eval.max_examples=24", "eval.bootstrap=100", "eval.zero_shot_max_new_tokens=8", f"out={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    paper = json.loads((tmp_path / "results.json").read_text())["paper"]
+    assert list(paper["rows"]) == ["template", "zero-shot", "action", "rewrite", "action + trained reasoner",
+                                   "reasoner trained on raw"]
+    for name, row in paper["rows"].items():
+        assert "unavailable" not in row, name
+        assert row["recall_low"] <= row["recall"] <= row["recall_high"] and 0 <= row["valid_ratio"] <= 1
+        assert row["compression"] >= 0 and "vs_reference_discovery" in row   # 0: a verbalizer that drops every line
+    assert paper["rows"]["reasoner trained on raw"]["compression"] == 1.0     # it reads the template
+    assert set(paper["examples"][0]) == {"template", "zero-shot", "action", "rewrite"}
+    assert "## Table 1" in result.stdout and "| action + trained reasoner |" in result.stdout
+
+
+def test_report_renders_plots_and_tables(qlora_run, tmp_path):
+    result = run_tool("report.py", f"run={qlora_run}", f"out={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = (tmp_path / "index.html").read_text()
+    for name in ("verbalizer-reward_mean", "verbalizer-reward_accuracy", "verbalizer-reward_length",
+                 "verbalizer-reward_compression", "verbalizer-train_kl", "verbalizer-train_clip_fraction",
+                 "reasoner-reward_mean"):
+        image = tmp_path / f"{name}.png"
+        assert f'src="{name}.png"' in page
+        with Image.open(image) as img:
+            assert img.size[0] > 100 and img.size[1] > 100
+            assert len(set(img.convert("L").getdata())) > 2     # not a blank canvas
+    assert "trained action verbalizer" in page and "Stage reasoner" in page

@@ -1,0 +1,87 @@
+"""tools/export.py on a tiny QLoRA run: adapter folder, merged bf16 checkpoint, distillation set."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import run_tool
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lit_verbrec.config.compose import compose
+from lit_verbrec.export.distill import FIELDS
+from lit_verbrec.models.loading import load_base_model
+from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
+
+
+@pytest.fixture(scope="module")
+def exported(qlora_run):
+    result = run_tool("export.py", f"run={qlora_run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return qlora_run / "export" / "verbalizer"
+
+
+def test_merged_checkpoint_loads_and_matches_the_adapter_model(exported, qlora_run, tmp_path):
+    adapter = exported / "adapter"
+    lora_b = [v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k]
+    assert max(float(b.abs().max()) for b in lora_b) > 0        # a trained adapter: the merge changes weights
+    merged = AutoModelForCausalLM.from_pretrained(exported / "merged", dtype=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in merged.parameters())
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    cfg = compose([f"run.root={qlora_run.parent}", f"run.name={qlora_run.name}"], saved=qlora_run)
+    assert cfg.size.quantization == "nf4"
+    base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=tmp_path)   # the 4-bit base, as trained
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    for param in model.parameters():   # the adapter model in bf16, as the export compares it
+        if param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)
+    ids = torch.tensor([tokenizer("20250817, Sunday, 8 PM, ID: 100112, Play, Duration: 71.86 min")["input_ids"]])
+    with torch.no_grad():
+        diff = (merged(input_ids=ids).logits.float() - model(input_ids=ids).logits.float()).abs().max()
+    assert float(diff) <= 1e-2
+    check = json.loads((exported / "merged" / "merge_check.json").read_text())
+    assert check["max_abs_logit_diff"] <= check["atol"] == 1e-2
+
+
+def test_adapter_folder_loads_with_peft_and_has_a_model_card(exported, qlora_run, tmp_path):
+    adapter = exported / "adapter"
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    cfg = compose([f"run.root={qlora_run.parent}", f"run.name={qlora_run.name}"], saved=qlora_run)
+    model = PeftModel.from_pretrained(load_base_model(cfg.size, tokenizer, seed=0, workdir=tmp_path), adapter)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    card = (adapter / "README.md").read_text()
+    assert "stage-1 action verbalizer" in card and "quantization: nf4" in card and "Test results" in card
+
+
+def test_distillation_set_has_one_row_per_cached_example(exported, qlora_run):
+    adapter = qlora_run / "verbalizer" / "adapter"
+    cached = VerbalizationCache(qlora_run / "cache", "action", adapter_hash(adapter)).stored_texts()
+    rows = [json.loads(line) for line in (exported / "distillation.jsonl").read_text().splitlines()]
+    assert len(rows) == len(cached) > 0 and {r["example_id"] for r in rows} == set(cached)
+    assert pq.read_table(exported / "distillation.parquet").to_pylist() == rows
+    for row in rows:
+        assert tuple(row) == FIELDS
+        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+        assert row["messages"][2]["content"] == cached[row["example_id"]]
+        assert 0.0 <= row["reward"] <= 1.0 and row["compression"] >= 0   # 0: every line dropped
+        assert row["candidates"][0] and row["target"] in row["candidates"]
+
+
+def test_distillation_filters_by_reward(exported, qlora_run, tmp_path):
+    everything = [json.loads(line) for line in (exported / "distillation.jsonl").read_text().splitlines()]
+    result = run_tool("export.py", f"run={qlora_run}", "export.what=[distillation]", "export.min_reward=0.5",
+                      f"out={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = [json.loads(line) for line in (tmp_path / "distillation.jsonl").read_text().splitlines()]
+    assert kept == [r for r in everything if r["reward"] >= 0.5]
+
+
+def test_export_of_a_missing_stage_names_it(tmp_path, qlora_run):
+    result = run_tool("export.py", f"run={qlora_run}", "export.stage=reasoner", "export.what=[distillation]")
+    assert result.returncode == 1 and "needs export.stage=verbalizer" in result.stderr
+    result = run_tool("export.py", f"run={tmp_path}")
+    assert result.returncode == 2 and "not a run folder" in result.stderr
