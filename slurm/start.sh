@@ -45,7 +45,7 @@ if [[ -z $(pid_of mariadb) ]]; then
 fi
 
 # --- configs (rewritten on every start; FirstJobId from the clock so that ids never repeat) --
-cpus=$(nproc)
+cpus=$(getconf _NPROCESSORS_ONLN)   # not nproc: it honours OMP_NUM_THREADS
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 sed -e "s|@STATE@|$STATE|g" -e "s|@MUNGE@|$MUNGE_SOCKET|g" -e "s|@CLUSTER@|$CLUSTER|g" \
     -e "s|@CPUS@|$cpus|g" -e "s|@MEM@|$mem_mb|g" -e "s|@FIRSTJOBID@|$(( $(date +%s) % 60000000 + 1000 ))|g" \
