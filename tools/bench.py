@@ -2,6 +2,8 @@
 
     python tools/bench.py data      # 1,000,000 interactions (6,000 users) -> reranking examples
     python tools/bench.py logprobs  # peak memory of per-token log-probs, vocab 151,936 (tools/bench_logprobs.py)
+    python tools/bench.py grpo      # GRPO step time and peak memory vs trl's GRPOTrainer (tools/bench_grpo.py)
+    python tools/bench.py oracle    # oracle client requests/s at concurrency 1, 8, 32 (tools/bench_oracle.py)
 
 data: times the path from raw frames to an examples table (de-duplication, catalog check,
 sort, targets, history records, negatives) on the synthetic log, against a straightforward
@@ -24,7 +26,7 @@ from lit_verbrec.data.reference import naive_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.synthetic import N_TARGETS, generate
 
-BENCHES = ("data", "logprobs")
+BENCHES = ("data", "logprobs", "grpo", "oracle")
 
 
 def bench_data(overrides: list[str]) -> None:
@@ -61,10 +63,10 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in BENCHES or "--help" in argv:
         print(__doc__)
         return 0 if "--help" in argv else 2
-    if argv[0] == "logprobs":
-        import bench_logprobs  # tools/ is on sys.path when this file runs as a script
+    if argv[0] != "data":   # each in its own file; tools/ is on sys.path when this file runs as a script
+        import importlib
 
-        return bench_logprobs.main(argv[1:])
+        return importlib.import_module(f"bench_{argv[0]}").main(argv[1:])
     bench_data(argv[1:])
     return 0
 

@@ -42,8 +42,8 @@ def wait_until(job_id: str, states: tuple[str, ...], timeout: float = 300) -> di
 
 def logged_steps(stage_dir: Path) -> list[list[int]]:
     """The steps in each attempt's metrics.csv (version_0 = first attempt, version_1 = after requeue)."""
-    versions = sorted((stage_dir / "logs" / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-    return [sorted({int(r["step"]) for r in csv.DictReader(open(v / "metrics.csv")) if r.get("step")}) for v in versions]
+    versions = sorted((stage_dir / "logs" / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    return [sorted({int(r["step"]) for r in csv.DictReader(open(v)) if r.get("step")}) for v in versions]
 
 
 def requeue_now(job_id: str) -> None:
@@ -123,7 +123,7 @@ def test_requeued_stage_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
 def test_preemption_signal_checkpoints_at_a_step_and_requeues_itself(slurm_cluster, tmp_path):
     job_id, stage = _start_long_stage_1(tmp_path, checkpoint_every=100)   # no periodic checkpoint to fall back on
     end = time.monotonic() + 180
-    while not logged_steps(stage) if (stage / "logs" / "csv").exists() else True:
+    while not (stage / "logs" / "csv" / "version_0").is_dir():   # the trainer started (CSV rows come later)
         assert time.monotonic() < end, "training did not start"
         time.sleep(0.5)
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)   # what Slurm sends before the time limit
