@@ -169,7 +169,8 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
                         with_entropy: bool = False,
                         allowed_ids: torch.Tensor | None = None,
                         target_ids: torch.Tensor | None = None,
-                        input_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                        input_groups: torch.Tensor | None = None,
+                        prompt_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Log-probs of the completion tokens under `model` (plain or PEFT-wrapped HF causal LM).
 
     prompt_ids/prompt_mask [N, P] (left-padded), completion_ids/completion_mask [N, C]
@@ -185,6 +186,14 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     sampling feeds placeholders and scores the sampled decisions). `input_groups` [N]: rows with
     the same value have identical inputs (prompt and completion ids), so the decoder runs once per
     distinct value and its hidden states are shared (gradients add up through the indexing).
+
+    `prompt_groups` [N]: rows with the same value share their prompt (GRPO's G samples of one
+    prompt) but not their completions. The prompt is then encoded once per group: one forward
+    over the distinct prompts fills a KV cache, the cache is indexed out to the N rows (gradients
+    flow back through it to the prompt pass), and only the completions run per row. For a
+    1,024-token prompt and 32 new tokens that is G times fewer prompt tokens through the model,
+    forward and backward. Not combined with gradient checkpointing (transformers turns the cache
+    off under it): such a model takes the per-row path.
     """
     decoder, weight = decoder_and_head(model)
     targets = completion_ids if target_ids is None else target_ids.to(completion_ids.device)
@@ -196,6 +205,9 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
         prompt_ids, prompt_mask = prompt_ids[first], prompt_mask[first]
         completion_ids, completion_mask = completion_ids[first], completion_mask[first]
         inverse = inverse.to(completion_ids.device)
+    if prompt_groups is not None and not (getattr(decoder, "gradient_checkpointing", False) and decoder.training):
+        hidden = _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask, prompt_groups)
+        return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids)
     P = prompt_ids.shape[1]
     # The last completion token predicts nothing we score, so it is not fed at all.
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)[:, :-1]          # [N, P+C-1]
@@ -208,6 +220,33 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
     if inverse is not None:
         hidden = hidden[inverse]                  # [U, C, H] -> [N, C, H]
+    return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids)
+
+
+def _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                          prompt_groups: torch.Tensor) -> torch.Tensor:
+    """[N, C, H] final hidden states predicting each completion token, each distinct prompt encoded once."""
+    _, inverse = torch.unique(prompt_groups, return_inverse=True)                # [N] row -> distinct prompt
+    first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")   # [U]
+    inverse = inverse.to(prompt_ids.device)
+    p_mask = prompt_mask[first]                                                  # [U, P]
+    prompt = decoder(input_ids=prompt_ids[first], attention_mask=p_mask,
+                     position_ids=(p_mask.long().cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    last = prompt.last_hidden_state[:, -1][inverse]                              # [N, H] predicts token 0
+    if completion_ids.shape[1] == 1:
+        return last[:, None]
+    cache = prompt.past_key_values
+    cache.batch_select_indices(inverse)                                          # [U, ...] -> [N, ...], differentiable
+    # The last completion token predicts nothing we score, so it is not fed at all.
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)[:, :-1]              # [N, P+C-1]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, prompt_ids.shape[1]:]   # [N, C-1], as in the per-row path
+    rest = decoder(input_ids=completion_ids[:, :-1], attention_mask=mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True)
+    return torch.cat([last[:, None], rest.last_hidden_state], dim=1)            # [N, C, H]
+
+
+def _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids) -> dict[str, torch.Tensor]:
     if allowed_ids is None:
         return chunked_token_logprobs(hidden, weight, targets, temperature, chunk, with_entropy)
     allowed_ids = allowed_ids.to(targets.device)

@@ -4,9 +4,9 @@ The engine shares the trainer's weights, so there is nothing to sync after an op
 step (`sync_adapter` is a no-op) and samples come from exactly the policy being trained.
 
 Contract shared with the vLLM engine (see `lit_verbrec.rollout.types`):
-- B prompts (token ids, chat template already applied) go in once each; `generate`
-  expands each to G = params.n samples (`num_return_sequences`), so rows g*G..(g+1)*G-1
-  are prompt g's samples and `group` holds g.
+- B prompts (token ids, chat template already applied) go in once each and are encoded
+  once each (`_shared_prefill`); each is then sampled G = params.n times, so rows
+  g*G..(g+1)*G-1 are prompt g's samples and `group` holds g.
 - A completion ends at the first EOS (kept, mask 1) or at the token that completes the
   first stop string (kept, mask 1; the text is cut at the string's end), else at
   max_new_tokens. Everything after is padding with mask 0.
@@ -157,6 +157,25 @@ class HFEngine:
             use_cache=True,
         )
 
+    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor, params: SamplingParams):
+        """Encode each prompt once for its n samples: (ids, mask, generation config, KV cache or None).
+
+        `generate` with num_return_sequences=n copies every prompt n times before the prefill,
+        so a 1,024-token prompt is encoded n times. Instead all but the last prompt token run
+        once per prompt (positions from the mask, as `generate` counts them; logits for the last
+        position only), the cache is repeated n times, and `generate` starts from the last
+        prompt token of each of the B*n rows.
+        """
+        config = self.generation_config(params)
+        if params.n == 1 or ids.shape[1] < 2:
+            return ids, mask, config, None
+        prefix = mask[:, :-1]
+        cache = self.model(input_ids=ids[:, :-1], attention_mask=prefix, position_ids=(prefix.cumsum(-1) - 1).clamp(min=0),
+                           use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(params.n)
+        config.num_return_sequences = 1
+        return ids.repeat_interleave(params.n, 0), mask.repeat_interleave(params.n, 0), config, cache
+
     def generate(self, prompts: list[list[int]], params: SamplingParams,
                  logits_processor: LogitsProcessor | None = None) -> Rollout:
         """B prompts (token ids) -> Rollout of B*params.n completions, grouped by prompt."""
@@ -170,10 +189,10 @@ class HFEngine:
         self.model.eval()
         try:
             with torch.no_grad(), _seeded(params.seed, device):
+                ids, mask, config, cache = self._shared_prefill(input_ids.to(device), attention_mask.to(device), params)
                 sequences = self.model.generate(
-                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                    generation_config=self.generation_config(params), logits_processor=processors,
-                    tokenizer=self.tokenizer,
+                    input_ids=ids, attention_mask=mask, generation_config=config, logits_processor=processors,
+                    tokenizer=self.tokenizer, **({"past_key_values": cache} if cache is not None else {}),
                 )                                                          # [B*n, P + C']
         finally:
             self.model.train(was_training)

@@ -87,8 +87,10 @@ class GRPOModule(pl.LightningModule):
                                    rollout.completion_mask, self.grpo.temperature, self.grpo.logprob_chunk,
                                    with_entropy=with_entropy, allowed_ids=self.allowed_token_ids(),
                                    target_ids=rollout.target_ids,
-                                   # factorised sampling: a group's rows share their inputs, one forward each
-                                   input_groups=rollout.group if rollout.target_ids is not None else None)
+                                   # factorised sampling: a group's rows share their inputs, one forward each;
+                                   # free sampling: they share the prompt, encoded once per group
+                                   input_groups=rollout.group if rollout.target_ids is not None else None,
+                                   prompt_groups=rollout.group if rollout.target_ids is None else None)
 
     def sampling_params(self) -> SamplingParams:
         g = self.grpo

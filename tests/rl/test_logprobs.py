@@ -197,3 +197,42 @@ def test_allowed_ids_give_the_softmax_over_the_allowed_tokens_only():
     torch.testing.assert_close(out["logprobs"], expected, rtol=1e-5, atol=1e-5)
     probs = torch.softmax(logits, -1)
     torch.testing.assert_close(out["entropy"], -(probs * probs.log()).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def grouped_batch(G=3, seed=0):
+    """Two prompts (lengths 6 and 2, left-padded) with G completions each of different lengths."""
+    prompt_ids, prompt_mask, _, _ = left_padded_batch(seed=seed)
+    group = torch.arange(2).repeat_interleave(G)                                # [2G]
+    _, _, completion_ids, completion_mask = left_padded_batch(N=4, seed=seed + 1)
+    rows = torch.arange(2 * G) % 4
+    return prompt_ids[group], prompt_mask[group], completion_ids[rows], completion_mask[rows], group
+
+
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_prompt_encoded_once_per_group_gives_the_same_logprobs_and_gradients(with_entropy):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_qwen3(), LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                                    init_lora_weights=False))
+    *batch, group = grouped_batch()
+    mask = batch[3].bool()
+    per_row = completion_logprobs(model, *batch, temperature=0.8, chunk=4, with_entropy=with_entropy)
+    shared = completion_logprobs(model, *batch, temperature=0.8, chunk=4, with_entropy=with_entropy,
+                                 prompt_groups=group)
+    for key in per_row:
+        torch.testing.assert_close(shared[key][mask], per_row[key][mask], rtol=0, atol=1e-5)
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    w = torch.randn(mask.shape, generator=torch.Generator().manual_seed(5)) * mask
+    for a, b in zip(torch.autograd.grad((shared["logprobs"] * w).sum(), lora),
+                    torch.autograd.grad((per_row["logprobs"] * w).sum(), lora)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_shared_prompts_encode_each_prompt_once():
+    model = tiny_qwen3()
+    *batch, group = grouped_batch(G=4)
+    seen = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    completion_logprobs(model, *batch, prompt_groups=group)
+    hook.remove()
+    assert seen == [(2, 6), (8, 4)]     # 2 distinct prompts of 6 tokens, then 8 completions of C - 1 tokens

@@ -122,18 +122,43 @@ def test_same_seed_same_samples(model, tokenizer, prompts):
     assert len({tuple(row) for row in first.completion_ids.tolist()}) > 1  # samples of a group differ
 
 
-def test_generate_sees_each_prompt_once(model, tokenizer, prompts, monkeypatch):
-    calls = []
+def test_each_prompt_is_encoded_once_for_its_samples(model, tokenizer, prompts, monkeypatch):
+    calls, prefills = [], []
     real_generate = model.generate
 
     def spy(**kwargs):
-        calls.append((kwargs["input_ids"].shape, kwargs["generation_config"].num_return_sequences))
+        calls.append((tuple(kwargs["input_ids"].shape), kwargs["generation_config"].num_return_sequences,
+                      kwargs["past_key_values"].get_seq_length()))
         return real_generate(**kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
+    embed = model.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda m, args, out: prefills.append(tuple(args[0].shape)))
     rollout = HFEngine(model, tokenizer).generate(prompts, SamplingParams(n=5, max_new_tokens=4, seed=0))
-    assert calls == [((3, max(len(p) for p in prompts)), 5)]
+    hook.remove()
+    width = max(len(p) for p in prompts)
+    assert prefills[0] == (3, width - 1)              # all but the last prompt token, once per prompt
+    assert prefills[1] == (15, 1)                     # then generate starts from the last prompt token
+    assert calls == [((15, width), 1, width - 1)]
     assert rollout.num_sequences == 15
+
+
+def test_shared_prefill_samples_what_generate_samples(model, tokenizer, prompts):
+    """The same tokens as transformers' own n-fold expansion, from the same seed."""
+    from lit_verbrec.rollout.hf import left_pad
+
+    params = SamplingParams(n=3, max_new_tokens=6, seed=11)
+    engine = HFEngine(model, tokenizer)
+    ours = engine.generate(prompts, params)
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id)
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(11)
+        plain = model.generate(input_ids=ids, attention_mask=mask, generation_config=engine.generation_config(params),
+                               tokenizer=tokenizer)[:, ids.shape[1]:]
+    for row, completion in zip(plain.tolist(), ours.completion_ids.tolist()):
+        tokens = row[:row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row
+        assert completion[:len(tokens)] == tokens
 
 
 def test_mode_and_checkpointing_are_restored(model, tokenizer, prompts):
