@@ -63,3 +63,34 @@ class SampleTable(pl.Callback):
             lines.append("| " + " | ".join(f"{s[c]:.3f}" if isinstance(s[c], float) else str(s[c]) for c in columns)
                          + f" | {text} |")
         (self.folder / f"step-{trainer.global_step:06d}.md").write_text("\n".join(lines) + "\n")
+
+
+class ReplicaCheck(pl.Callback):
+    """At the end of a DDP fit, prove that every rank holds the same trainable weights.
+
+    Each rank hashes its trainable parameters (SHA-256 of their bytes, in name order); the hashes
+    are all-gathered and written to `path` ({"ranks": [hex, ...], "identical": bool}). DDP keeps
+    replicas equal only while every rank takes every step with the same averaged gradient; a
+    rank that skipped a step, or reduced a different set of parameters, would silently train a
+    different model, so a mismatch is an error, not a warning.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: pl.Trainer, module) -> None:
+        import hashlib
+
+        import torch
+
+        digest = hashlib.sha256()
+        for _, param in sorted((n, p) for n, p in module.named_parameters() if p.requires_grad):
+            digest.update(param.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        mine = torch.tensor(list(digest.digest()), dtype=torch.int64, device=module.device)     # [32]
+        gathered = trainer.strategy.all_gather(mine).reshape(-1, 32)                            # [world, 32]
+        hashes = [bytes(row.tolist()).hex() for row in gathered.cpu()]
+        identical = len(set(hashes)) == 1
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps({"ranks": hashes, "identical": identical}, indent=2) + "\n")
+        if not identical:
+            raise RuntimeError(f"DDP replicas diverged: trainable-weight hashes per rank {hashes} (see {self.path})")

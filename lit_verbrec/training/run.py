@@ -37,7 +37,7 @@ from lit_verbrec.text.prompts import reasoner_messages
 from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
 from lit_verbrec.training.batches import ResumableBatches
-from lit_verbrec.training.callbacks import SampleTable, ValidationCallback
+from lit_verbrec.training.callbacks import ReplicaCheck, SampleTable, ValidationCallback
 from lit_verbrec.training.checkpoints import AdapterCheckpoint, resumable_checkpoint
 from lit_verbrec.training.preemption import RequeueOnSignal
 
@@ -112,11 +112,13 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     # the step: exactly what resuming at that global step needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     devices, nodes = cfg.train.devices, cfg.train.num_nodes
-    plugins, slurm_callbacks = [], []
+    plugins, distributed = [], []       # callbacks only Slurm or multi-rank runs need
     if SLURMEnvironment.detect():
         # Ranks and rendezvous from Slurm's variables; preemption is RequeueOnSignal's alone.
         plugins = [SLURMEnvironment(auto_requeue=False)]
-        slurm_callbacks = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt")]
+        distributed = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt")]
+    if devices * nodes > 1:
+        distributed.append(ReplicaCheck(stage_dir / "replicas.json"))
     return pl.Trainer(
         accelerator="auto", devices=devices, num_nodes=nodes, strategy="ddp" if devices * nodes > 1 else "auto",
         max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true", plugins=plugins,
@@ -125,7 +127,7 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters"),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
-                   AdapterCheckpoint(stage_dir / "adapter"), *slurm_callbacks, *callbacks],
+                   AdapterCheckpoint(stage_dir / "adapter"), *distributed, *callbacks],
     )
 
 
