@@ -42,6 +42,12 @@ class ItemInfo:
         return f"{self.title}, Episode {self.episode}"
 
 
+def one_line(text: str) -> str:
+    """Any run of whitespace (newlines, tabs, unicode spaces) as one space, trimmed: one item is
+    always one line of text, so a title cannot add lines to a history or a candidate list."""
+    return " ".join(text.split())
+
+
 class Catalog:
     """Item id -> ItemInfo, built from a table with the ITEMS columns."""
 
@@ -67,9 +73,9 @@ class Catalog:
         ):
             # A null list means "unknown", which reads the same as "none" in every text.
             infos[item] = ItemInfo(
-                item, title, year,
-                tuple(genres) if genres else (),
-                tuple(tags) if tags else (),
+                item, one_line(title), year,
+                tuple(one_line(g) for g in genres) if genres else (),
+                tuple(one_line(t) for t in tags) if tags else (),
                 kind, series_id, episode,
             )
         return cls(infos)

@@ -72,11 +72,27 @@ def test_evaluate_names_a_missing_prepared_folder(tmp_path: Path):
     assert "no examples.parquet" in result.stderr and "prepare_data.py" in result.stderr
 
 
-@pytest.mark.parametrize("tool", ["prepare_data.py", "evaluate.py"])
+CONFIG_TOOLS = ["prepare_data.py", "evaluate.py", "train.py", "submit.py", "plan.py", "export.py"]
+
+
+@pytest.mark.parametrize("tool", CONFIG_TOOLS)
 def test_unknown_key_exits_non_zero_with_a_suggestion(tool: str):
     result = run_tool(tool, "data.exmaples.history_len=5")
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert "unknown key 'data.exmaples'" in result.stderr and "did you mean 'data.examples'" in result.stderr
+
+
+@pytest.mark.parametrize("tool", ["train.py", "submit.py", "export.py"])   # the tools that load models
+def test_wrong_type_exits_before_any_work(tool: str, tmp_path: Path):
+    result = run_tool(tool, "verbalizer.grpo.group_size=many", f"run.root={tmp_path}")
+    assert result.returncode == 2, result.stderr
+    assert "verbalizer.grpo.group_size" in result.stderr
+    assert not any(tmp_path.iterdir())          # nothing was prepared, loaded or written
+
+
+def test_report_rejects_unknown_arguments(tmp_path: Path):
+    result = run_tool("report.py", f"run={tmp_path}", "colour=blue")
+    assert result.returncode == 2 and "unknown: colour" in result.stderr
 
 
 @pytest.mark.parametrize("tool", ["prepare_data.py", "evaluate.py"])
