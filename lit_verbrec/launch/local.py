@@ -14,6 +14,7 @@ from pathlib import Path
 from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.evaluation.stage_results import markdown, reasoner_results, verbalizer_results
+from lit_verbrec.training.checkpoints import atomic_write
 from lit_verbrec.training.run import RunPaths
 from lit_verbrec.training.stages import run_reasoner_stage, run_verbalizer_stage
 
@@ -55,5 +56,6 @@ def record(run_dir: Path, results: dict) -> None:
     path = run_dir / "results.json"
     entries = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if r["stage"] != results["stage"]]
     entries.append(results)
-    path.write_text(json.dumps(entries, indent=2, default=str) + "\n")
-    (run_dir / "results.md").write_text("# Results\n\n" + "\n\n".join(markdown(r) for r in entries) + "\n")
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(entries, indent=2, default=str) + "\n"))
+    atomic_write(run_dir / "results.md",
+                 lambda tmp: tmp.write_text("# Results\n\n" + "\n\n".join(markdown(r) for r in entries) + "\n"))

@@ -17,6 +17,8 @@ activation, norms and rope) with `size.tiny`'s small dimensions and random weigh
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -205,9 +207,20 @@ def save_adapter(model: PeftModel, folder: Path, tokenizer: PreTrainedTokenizerB
     the base model up on a hub to decide.
     """
     folder = Path(folder)
-    model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+    # Written beside the folder, then each file renamed into it: a kill mid-save leaves every
+    # file of the folder whole (the previous save's or this one's), never a truncated one.
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    try:
+        model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == "adapter_model.safetensors"):  # weights last
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -7,16 +7,47 @@
                                  loop state (GRPOModule drops the frozen base from it)
 
 Only global rank 0 writes the adapter; every rank holds the same weights under DDP.
+
+Every write is atomic: a process killed mid-write (SIGKILL, node failure, a requeue) leaves
+the previous file or folder whole. Lightning's own "atomic" save writes through an fsspec
+transaction whose temporary file lives in the system temp folder, so on a cluster (local
+/tmp, shared run folder) the final move is a copy that a kill can cut short; here the
+temporary sits beside the target and `os.replace` swaps it in (atomic within a filesystem).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_verbrec.models.loading import save_adapter
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(temporary path) for a file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written with `atomic_write` (see the module docstring)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        import torch
+
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 class AdapterCheckpoint(pl.Callback):

@@ -38,7 +38,11 @@ from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
 from lit_verbrec.training.batches import ResumableBatches
 from lit_verbrec.training.callbacks import ReplicaCheck, SampleTable, ValidationCallback
-from lit_verbrec.training.checkpoints import AdapterCheckpoint, resumable_checkpoint
+from lit_verbrec.training.checkpoints import (
+    AdapterCheckpoint,
+    AtomicCheckpointIO,
+    resumable_checkpoint,
+)
 from lit_verbrec.training.preemption import RequeueOnSignal
 
 
@@ -112,10 +116,10 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     # the step: exactly what resuming at that global step needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     devices, nodes = cfg.train.devices, cfg.train.num_nodes
-    plugins, distributed = [], []       # callbacks only Slurm or multi-rank runs need
+    plugins, distributed = [AtomicCheckpointIO()], []   # distributed: callbacks only Slurm or multi-rank runs need
     if SLURMEnvironment.detect():
         # Ranks and rendezvous from Slurm's variables; preemption is RequeueOnSignal's alone.
-        plugins = [SLURMEnvironment(auto_requeue=False)]
+        plugins.append(SLURMEnvironment(auto_requeue=False))
         distributed = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt")]
     if devices * nodes > 1:
         distributed.append(ReplicaCheck(stage_dir / "replicas.json"))
