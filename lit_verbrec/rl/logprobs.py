@@ -206,12 +206,24 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=False)
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
-    if inverse is not None:
-        hidden = hidden[inverse]                  # [U, C, H] -> [N, C, H]
     if allowed_ids is None:
+        if inverse is not None:
+            hidden = hidden[inverse]              # [U, C, H] -> [N, C, H]
         return chunked_token_logprobs(hidden, weight, targets, temperature, chunk, with_entropy)
     allowed_ids = allowed_ids.to(targets.device)
     # Index of each completion token within the allowed set (0 for tokens outside it).
     match = targets.unsqueeze(-1) == allowed_ids                                 # [N, C, K]
     restricted = match.long().argmax(-1)                                         # [N, C]
-    return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)
+    if inverse is None:
+        return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)
+    # Shared inputs and a small allowed set: all K log-probs once per distinct input ([U, C, K]),
+    # then each row picks its own; never a [N, C, H] copy of the hidden states (G times the work).
+    U, C = hidden.shape[:2]
+    per_k = [chunked_token_logprobs(hidden, weight[allowed_ids], torch.full((U, C), k, device=hidden.device),
+                                    temperature, chunk, with_entropy=with_entropy and k == 0)
+             for k in range(len(allowed_ids))]
+    table = torch.stack([o["logprobs"] for o in per_k], dim=-1)                 # [U, C, K]
+    result = {"logprobs": table[inverse].gather(-1, restricted.unsqueeze(-1)).squeeze(-1)}   # [N, C]
+    if with_entropy:
+        result["entropy"] = per_k[0]["entropy"][inverse]                         # [N, C]
+    return result
