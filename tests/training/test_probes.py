@@ -38,7 +38,7 @@ def test_probabilities_are_the_sampled_policy_averaged_per_class(setup):
     assert set(probs) == {f"p_{d}/{c}" for d in ("keep", "enrich") for c in classes}
     # the same numbers from the sampler's own per-slot log-probs (the chosen "1"s of a greedy-free rollout)
     rollout = verbalizer.sample(examples, SamplingParams(n=2000, max_new_tokens=1, seed=0))
-    slots = torch.tensor(rollout.info["slots"], dtype=torch.float).view(len(examples), 2000, -1).mean(1)   # [B, 2L]
+    slots = torch.as_tensor(rollout.info["slots"]).float().view(len(examples), 2000, -1).mean(1)   # [B, 2L]
     sums: dict[str, list[float]] = {}
     for e, row in zip(examples, slots):
         for t, h in enumerate(e["history"]):
