@@ -67,11 +67,17 @@ class TinyArchitecture:
     initializer_range: float = 0.2
     """Std of the random weights. The real 0.02 caps a hidden-64 model's logits near +-1.3 (final
     RMSNorm output has norm ~8, lm_head rows ~0.16), so LoRA alone could never make it confident."""
+    sliding_window: int = 0
+    """0: full causal attention in every layer, as the real models. N > 0: every layer attends to the N
+    most recent tokens only (Qwen3's sliding-window attention). A random-weight model attends about
+    uniformly, so a decision's hidden state is an average over the whole history, where a pretrained
+    model can find the line it is about; a window keeps the line near (see README, learning demonstration)."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
                      "intermediate_size", "initializer_range"):
             require(getattr(self, name) > 0, f"size.tiny.{name}", "must be positive")
+        require(self.sliding_window >= 0, "size.tiny.sliding_window", "must be >= 0 (0: off)")
         require(self.num_attention_heads % self.num_key_value_heads == 0, "size.tiny.num_key_value_heads",
                  "must divide size.tiny.num_attention_heads")
 

@@ -158,11 +158,16 @@ class TrainConfig:
     """Write a table of sample texts (verbalizations or answers) every this many steps."""
     eval_examples: int = 0
     """Test examples scored at the end of a stage (0: all)."""
+    probe_examples: int = 32
+    """Stage 1, action verbalizer: validation examples whose per-line decision probabilities are logged
+    by line class (probe/p_keep/<class>, probe/p_enrich/<class>; training/probes.py); 0: off."""
+    probe_every_n_steps: int = 5
+    """Cadence of that probe in optimizer steps."""
 
     def __post_init__(self) -> None:
-        for name in ("devices", "num_nodes", "checkpoint_every_n_steps", "samples_every_n_steps"):
+        for name in ("devices", "num_nodes", "checkpoint_every_n_steps", "samples_every_n_steps", "probe_every_n_steps"):
             require(getattr(self, name) > 0, f"train.{name}", "must be positive")
-        for name in ("train_examples", "val_examples", "val_every_n_steps", "eval_examples"):
+        for name in ("train_examples", "val_examples", "val_every_n_steps", "eval_examples", "probe_examples"):
             require(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
 
 @dataclass

@@ -85,7 +85,9 @@ def tiny_config(size: SizeConfig, vocab_size: int) -> Qwen3Config:
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         attention_bias=False,
         attention_dropout=0.0,
-        use_sliding_window=False,
+        use_sliding_window=tiny.sliding_window > 0,
+        sliding_window=tiny.sliding_window or None,
+        max_window_layers=0,                      # with a window: every layer slides
         tie_word_embeddings=False,
         use_cache=True,
         dtype="float32",

@@ -218,9 +218,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=False)
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
-    if inverse is not None:
-        hidden = hidden[inverse]                  # [U, C, H] -> [N, C, H]
-    return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids)
+    return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids, inverse)
 
 
 def _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask,
@@ -246,11 +244,28 @@ def _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, comp
     return torch.cat([last[:, None], rest.last_hidden_state], dim=1)            # [N, C, H]
 
 
-def _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids) -> dict[str, torch.Tensor]:
+def _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids,
+           inverse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Log-probs (and entropy) of `targets` from `hidden` [N or U, C, H]; `inverse` [N] maps rows to
+    the distinct inputs when hidden holds one entry per distinct input."""
     if allowed_ids is None:
+        if inverse is not None:
+            hidden = hidden[inverse]              # [U, C, H] -> [N, C, H]
         return chunked_token_logprobs(hidden, weight, targets, temperature, chunk, with_entropy)
     allowed_ids = allowed_ids.to(targets.device)
     # Index of each completion token within the allowed set (0 for tokens outside it).
     match = targets.unsqueeze(-1) == allowed_ids                                 # [N, C, K]
     restricted = match.long().argmax(-1)                                         # [N, C]
-    return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)
+    if inverse is None:
+        return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)
+    # Shared inputs and a small allowed set: all K log-probs once per distinct input ([U, C, K]),
+    # then each row picks its own; never a [N, C, H] copy of the hidden states (G times the work).
+    U, C = hidden.shape[:2]
+    per_k = [chunked_token_logprobs(hidden, weight[allowed_ids], torch.full((U, C), k, device=hidden.device),
+                                    temperature, chunk, with_entropy=with_entropy and k == 0)
+             for k in range(len(allowed_ids))]
+    table = torch.stack([o["logprobs"] for o in per_k], dim=-1)                 # [U, C, K]
+    result = {"logprobs": table[inverse].gather(-1, restricted.unsqueeze(-1)).squeeze(-1)}   # [N, C]
+    if with_entropy:
+        result["entropy"] = per_k[0]["entropy"][inverse]                         # [N, C]
+    return result

@@ -53,16 +53,19 @@ class FactorisedSlotSampler:
                 index = lp.argmax(dim=-1).expand(n, -1)                                      # [n, S]
             else:
                 index = torch.multinomial(lp.exp(), n, replacement=True, generator=generator).T   # [n, S]
-            for row in index.tolist():
+            chosen = lp[torch.arange(spec.num_slots), index].tolist()                       # [n, S]
+            for row, row_logprobs in zip(index.tolist(), chosen):
                 completions.append(tokens)
                 targets.append(spec.completion(row)[0])
                 choices.append(row)
-                chosen_logprobs.append([float(lp[s, k]) for s, k in enumerate(row)])
+                chosen_logprobs.append(row_logprobs)
                 positions.append(slot_positions)
-        texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in targets]
+        target_ids = right_pad(targets, self.tokenizer.pad_token_id)[0]                   # [N, C]
+        # one batch call on a tensor: decode() per row spends most of its time converting lists
+        texts = self.tokenizer.batch_decode(target_ids, skip_special_tokens=True)
         rollout = slot_rollout(prompts, n, completions, texts, choices, positions, chosen_logprobs,
                                self.tokenizer.pad_token_id)
-        rollout.target_ids = right_pad(targets, self.tokenizer.pad_token_id)[0]           # [N, C]
+        rollout.target_ids = target_ids
         return rollout
 
     def _slot_log_probs(self, prompts, fed, specs, temperature: float) -> list[torch.Tensor]:

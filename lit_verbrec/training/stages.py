@@ -23,6 +23,7 @@ from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 from lit_verbrec.training.callbacks import ValidationCallback
+from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
     RunPaths,
@@ -86,6 +87,8 @@ def run_verbalizer_stage(cfg: Config) -> dict:
     oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     module = VerbalizerGRPO(policy, tokenizer, engine, grpo, verbalizer, oracle, cfg.reward)
     callbacks = stage_callbacks(cfg, stage_dir, val)
+    if cfg.verbalizer.kind == "action" and cfg.train.probe_examples:
+        callbacks.append(DecisionProbe(val[:cfg.train.probe_examples], cfg.train.probe_every_n_steps))
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
     validation = validation_history(callbacks)
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,

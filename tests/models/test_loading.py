@@ -121,6 +121,23 @@ def test_tiny_config_is_the_qwen3_architecture(tokenizer):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
+def test_tiny_sliding_window_hides_tokens_outside_the_window(tokenizer):
+    size = tiny()
+    ids = batch(tokenizer, 1, 40)
+    far = ids.clone()
+    far[0, 5] = (far[0, 5] + 1) % len(tokenizer)          # 34 tokens before the last position
+    changes = []
+    for window in (0, 8):
+        size.tiny.sliding_window = window
+        config = tiny_config(size, padded_vocab_size(tokenizer))
+        assert config.layer_types == ["sliding_attention" if window else "full_attention"] * size.tiny.num_hidden_layers
+        torch.manual_seed(0)
+        model = Qwen3ForCausalLM(config).eval()
+        with torch.no_grad():
+            changes.append(float((model(ids).logits[0, -1] - model(far).logits[0, -1]).abs().max()))
+    assert changes[0] > 1e-3 and changes[1] == 0.0      # 2 layers x window 8 cannot reach 34 tokens back
+
+
 def test_load_policy_puts_lora_on_every_projection_only(tokenizer):
     model = load_policy(tiny(), tokenizer, gradient_checkpointing=True, seed=0)
     assert isinstance(model, PeftModel) and isinstance(model.get_base_model(), Qwen3ForCausalLM)

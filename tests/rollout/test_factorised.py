@@ -68,6 +68,12 @@ def test_training_logprobs_equal_the_samplers_and_dedup_keeps_the_gradient(setup
     assert torch.allclose(shared[mask], separate[mask], atol=1e-5)
     assert torch.allclose(shared[mask], slot[slot != 0], atol=1e-4)                  # on-policy: sampler == trainer
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shared_grads, separate_grads))
+    with torch.no_grad():
+        entropies = [completion_logprobs(model, rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids,
+                                         rollout.completion_mask, 0.7, 64, with_entropy=True, allowed_ids=allowed,
+                                         target_ids=rollout.target_ids, input_groups=groups)["entropy"][mask]
+                     for groups in (rollout.group, None)]
+    assert torch.allclose(*entropies, atol=1e-5)
 
 
 def test_greedy_takes_each_slots_argmax_and_is_one_forward_per_prompt_block(setup, monkeypatch):
