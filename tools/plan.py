@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     world = int(options["--gpus"]) or (cfg.cluster.nodes * cfg.cluster.ranks_per_node if cfg.cluster.kind == "slurm"
                                        else cfg.train.devices * cfg.train.num_nodes)
     dtype_bytes = 4 if measure else 2
-    parts = memory(shape, cfg.size.quantization, cfg.size.lora.rank, grpo.micro_batch_size, tokens, grpo.logprob_chunk,
-                   grpo.prompts_per_step * grpo.group_size, grpo.engine == "vllm", grpo.gradient_checkpointing or not measure,
-                   dtype_bytes)
+    parts = memory(shape, cfg.size.quantization, cfg.size.lora.rank, grpo.micro_batch_size, prompt, grpo.max_new_tokens,
+                   grpo.group_size, grpo.logprob_chunk, grpo.prompts_per_step * grpo.group_size, grpo.engine == "vllm",
+                   grpo.gradient_checkpointing, dtype_bytes)
     print(f"{cfg.size.name} {stage}: {shape.params / 1e9:.2f} B params ({shape.layers} layers, hidden {shape.hidden}, "
           f"vocab {shape.vocab}), LoRA r={cfg.size.lora.rank}: {lora_params(shape, cfg.size.lora.rank) / 1e6:.1f} M params")
     print(f"per rank and step: B={grpo.prompts_per_step} prompts x G={grpo.group_size}, P={prompt} + C={grpo.max_new_tokens} "
@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in parts.items():
         print(f"  {name:22} {value / GIB:8.2f} GiB")
     total = sum(parts.values())
-    print(f"  {'total':22} {total / GIB:8.2f} GiB of {gpu.memory_gib} GiB ({gpu.name})"
-          + ("" if total / GIB <= gpu.memory_gib else "  -> does NOT fit"))
+    floor = total - parts.get("vLLM KV cache", 0.0)   # vLLM runs fewer rollouts at once when it has less KV room
+    print(f"  {'total':22} {total / GIB:8.2f} GiB with every rollout of the step in flight; {floor / GIB:.2f} GiB "
+          f"before any KV cache; GPU: {gpu.memory_gib} GiB ({gpu.name})"
+          + ("" if total / GIB <= gpu.memory_gib else "  -> does NOT fit" if floor / GIB > gpu.memory_gib
+             else "  -> fits, with fewer rollouts decoded at once"))
     if grpo.engine == "vllm":
         budget = grpo.vllm_gpu_memory_utilization * gpu.memory_gib
         need = (parts["vLLM weights (bf16)"] + parts["vLLM KV cache"]) / GIB

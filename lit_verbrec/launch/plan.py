@@ -11,8 +11,9 @@ Memory per GPU (each DDP rank holds a full replica):
                      moments = 16 B/param.
     activations      gradient checkpointing keeps each layer's input (2 B * h per token) and one
                      layer's working set (~34 h bytes per token, Korthikanti et al. 2022, with
-                     fused attention) for a micro-batch of m sequences of P + C tokens; plus the
-                     chunked log-prob buffer (chunk * V * 4 B, rl/logprobs.py).
+                     fused attention) for a micro-batch of m sequences of P + C tokens (without
+                     checkpointing: every layer's working set, and the prompt once per group);
+                     plus the chunked log-prob buffer (min(chunk, m C) * V * 4 B, rl/logprobs.py).
     vLLM KV cache    2 (K, V) * layers * kv_heads * head_dim * 2 B per token, for the B*G rollouts
                      of a step at full length; vLLM reserves `vllm_gpu_memory_utilization` of the GPU
                      for weights + KV.
@@ -92,21 +93,26 @@ def weight_bytes(shape: Shape, quantization: str, dtype_bytes: int = 2) -> float
     return shape.params * float(dtype_bytes)
 
 
-def memory(shape: Shape, quantization: str, rank: int, micro_batch: int, tokens: int, chunk: int,
-           rollouts: int, vllm: bool, checkpointing: bool = True, dtype_bytes: int = 2) -> dict[str, float]:
-    """Bytes per GPU by part (see the module docstring); `tokens` = P + C per sequence."""
+def memory(shape: Shape, quantization: str, rank: int, micro_batch: int, prompt_tokens: int, new_tokens: int,
+           group: int, chunk: int, rollouts: int, vllm: bool, checkpointing: bool = True,
+           dtype_bytes: int = 2) -> dict[str, float]:
+    """Bytes per GPU by part (see the module docstring). Without checkpointing the G samples of a
+    prompt share one encoding of it (rl/logprobs.py `prompt_groups`): a micro-batch of m rows then
+    carries ceil(m / G) prompts and m completions; with it, every row carries its prompt."""
     scale = dtype_bytes / 2                      # the activation constants are for 2-byte activations
     per_token_layer = 34 * shape.hidden * scale
     stored = shape.layers * 2 * shape.hidden * scale if checkpointing else shape.layers * per_token_layer
     working = per_token_layer if checkpointing else 0
+    prompts = micro_batch if checkpointing else -(-micro_batch // group)
+    tokens = prompts * prompt_tokens + micro_batch * new_tokens
     parts = {
         "base weights": weight_bytes(shape, quantization, dtype_bytes),
         "LoRA + grads + AdamW": lora_params(shape, rank) * 16.0,
-        "activations": micro_batch * tokens * (stored + working) + chunk * shape.vocab * 4.0,
+        "activations": tokens * (stored + working) + min(chunk, micro_batch * new_tokens) * shape.vocab * 4.0,
     }
     if vllm:   # vLLM holds its own bf16 weights (the dequantized base for nf4) and the rollouts' KV cache
         parts["vLLM weights (bf16)"] = weight_bytes(shape, "none")
-        parts["vLLM KV cache"] = rollouts * tokens * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2.0
+        parts["vLLM KV cache"] = rollouts * (prompt_tokens + new_tokens) * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2.0
     return parts
 
 

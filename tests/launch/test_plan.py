@@ -32,12 +32,16 @@ def test_lora_and_weight_bytes_by_hand():
 
 def test_memory_parts_and_step_phases():
     shape = Shape(layers=4, hidden=256, heads=4, kv_heads=2, head_dim=64, intermediate=768, vocab=151936, tied=False)
-    hf = memory(shape, "none", 8, micro_batch=8, tokens=1056, chunk=1024, rollouts=8, vllm=False)
-    vllm = memory(shape, "none", 8, micro_batch=8, tokens=1056, chunk=1024, rollouts=8, vllm=True)
+    common = dict(prompt_tokens=1024, new_tokens=32, group=8, chunk=1024, rollouts=8)
+    hf = memory(shape, "none", 8, micro_batch=8, vllm=False, **common)
+    vllm = memory(shape, "none", 8, micro_batch=8, vllm=True, **common)
     assert set(vllm) - set(hf) == {"vLLM weights (bf16)", "vLLM KV cache"}
     assert vllm["vLLM KV cache"] == 8 * 1056 * 2 * 4 * 2 * 64 * 2
-    more = memory(shape, "none", 8, micro_batch=16, tokens=1056, chunk=1024, rollouts=8, vllm=False)
+    more = memory(shape, "none", 8, micro_batch=16, vllm=False, **common)
     assert more["activations"] > hf["activations"] and more["base weights"] == hf["base weights"]
+    # without checkpointing the 8 samples share one prompt: 1 * 1024 + 8 * 32 tokens, not 8 * 1056
+    shared = memory(shape, "none", 8, micro_batch=8, vllm=False, checkpointing=False, **common)
+    assert shared["activations"] == (1024 + 8 * 32) * 4 * 34 * 256 + 256 * 151936 * 4
     times = step_seconds(shape, GPUS["h100"], "none", 2, 8, 1024, 32, beta=0.0, mfu=0.5, bandwidth_eff=1.0)
     assert times["reference"] == 0.0
     doubled = step_seconds(shape, GPUS["h100"], "none", 4, 8, 1024, 32, beta=0.04, mfu=0.5, bandwidth_eff=1.0)
