@@ -1,7 +1,8 @@
 """A run's report: one HTML page with training curves, the results tables and example texts.
 
     <run>/report/index.html             open it in a browser; no server needed
-    <run>/report/<stage>-<metric>.png   one plot per logged metric and stage
+    <run>/report/<stage>-<metric>.png   one plot per logged metric and stage, and the action
+                                        verbalizer's P(keep) / P(enrich) by line class (training/probes.py)
 
 Curves come from every attempt's CSV log (`<stage>/logs/csv/version_*/metrics.csv`: a resumed
 run adds a version), in step order; the tables from `<run>/results.json` (written at the end of
@@ -37,15 +38,19 @@ def read_curves(stage_dir: Path) -> dict[str, list[tuple[int, float]]]:
         with open(version / "metrics.csv", newline="") as f:
             for row in csv.DictReader(f):
                 for key, value in row.items():
-                    if key in CURVES and value not in ("", None) and row.get("step"):
+                    if (key in CURVES or key.startswith("probe/")) and value not in ("", None) and row.get("step"):
                         points.setdefault(key, {})[int(row["step"])] = float(value)
     return {k: sorted(v.items()) for k, v in points.items()}
 
 
-def plot(points: list[tuple[int, float]], title: str, path: Path) -> Path:
+def plot(series: dict[str, list[tuple[int, float]]], title: str, path: Path) -> Path:
+    """One line per series (a legend when there are several) against the step."""
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    steps, values = zip(*points)
-    ax.plot(steps, values, marker="." if len(points) < 50 else None)
+    for label, points in series.items():
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="." if len(points) < 50 else None, label=label)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -95,8 +100,12 @@ def write_report(run: Path, out: Path | None = None) -> Path:
         if not curves and not any(r["stage"] == stage for r in results):
             continue
         parts.append(f"<h2>Stage {stage}</h2>")
-        images = [plot(points, f"{stage}: {CURVES[key]}", out / f"{stage}-{key.replace('/', '_')}.png")
-                  for key, points in curves.items()]
+        images = [plot({key: points}, f"{stage}: {CURVES[key]}", out / f"{stage}-{key.replace('/', '_')}.png")
+                  for key, points in curves.items() if key in CURVES]
+        for decision in ("keep", "enrich"):   # the action verbalizer's decision probe, by line class
+            probe = {k.rsplit("/", 1)[1]: v for k, v in curves.items() if k.startswith(f"probe/p_{decision}/")}
+            if probe:
+                images.append(plot(probe, f"{stage}: P({decision}) by line class", out / f"{stage}-probe_{decision}.png"))
         parts += [f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in images]
         for entry in (r for r in results if r["stage"] == stage):
             parts.append(f"<h3>Test results: {html.escape(entry['reasoner'])}, {entry['n']} examples</h3>")

@@ -30,7 +30,7 @@ def test_report_renders_plots_and_tables(qlora_run, tmp_path):
     page = (tmp_path / "index.html").read_text()
     for name in ("verbalizer-reward_mean", "verbalizer-reward_accuracy", "verbalizer-reward_length",
                  "verbalizer-reward_compression", "verbalizer-train_kl", "verbalizer-train_clip_fraction",
-                 "reasoner-reward_mean"):
+                 "reasoner-reward_mean", "verbalizer-probe_enrich", "verbalizer-probe_keep"):
         image = tmp_path / f"{name}.png"
         assert f'src="{name}.png"' in page
         with Image.open(image) as img:
