@@ -142,3 +142,19 @@ def test_popularity_negatives_favour_popular_titles():
         flat = pc.list_flatten(ex["candidates"]).to_pylist()
         counts[negatives] = np.mean([pop[c] for c in flat])
     assert counts["popularity"] > 2 * counts["uniform"]
+
+
+def test_a_huge_history_is_cut_to_the_most_recent_lines(synthetic):
+    interactions, items, _, cfg, _ = synthetic
+    one = interactions[interactions["user"] == interactions["user"].iloc[0]]
+    # 20,000 plays by one user (repeats of its own rows, one second apart), appended to the log
+    huge = pd.concat([one] * (20_000 // len(one) + 1)).head(20_000).copy()
+    huge["user"] = "binger"
+    huge["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(huge)), unit="s")
+    report = DataReport()
+    data = finalize(pd.concat([interactions, huge], ignore_index=True), items, report, "synthetic log")
+    rows = [r for r in build_examples(data, cfg, 11, report).examples.to_pylist() if r["user"] == "binger"]
+    assert rows and all(len(r["history"]) == cfg.history_len for r in rows)
+    for r in rows:   # the most recent lines before the target, oldest first
+        stamps = [h["timestamp"] for h in r["history"]]
+        assert stamps == sorted(stamps) and stamps[-1] <= r["timestamp"]
