@@ -34,6 +34,13 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict]:
     return states
 
 
+def pending_reasons(job_ids: list[str]) -> dict[str, str]:
+    """job id -> why Slurm keeps it PENDING (squeue's reason: Dependency, Resources, PartitionConfig, ...)."""
+    out = subprocess.run(["squeue", "-h", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"],
+                         check=False, capture_output=True, text=True, timeout=60).stdout
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+
+
 def cancel(job_ids: list[str]) -> None:
     if job_ids:
         subprocess.run(["scancel", *job_ids], check=False, timeout=60)
@@ -79,8 +86,11 @@ def watch(run_dir: Path, poll_s: float = 5.0, timeout_s: float = 0.0) -> int:
     start = time.monotonic()
     while True:
         states = sacct_states(ids)
+        reasons = pending_reasons(ids) if any(states[i]["state"] == "PENDING" for i in ids) else {}
         for job in jobs:
             state = states[job["job_id"]]["state"]
+            if state == "PENDING" and reasons.get(job["job_id"], "None") != "None":   # a job that cannot start says why
+                state = f"PENDING ({reasons[job['job_id']]})"
             if seen.get(job["job_id"]) != state:
                 print(f"[{time.strftime('%H:%M:%S')}] {job['stage']} (job {job['job_id']}): {state}", flush=True)
                 seen[job["job_id"]] = state
