@@ -126,7 +126,7 @@ def run_trl(args) -> dict:
     from lit_verbrec.rl.rewards import verbalizer_reward
     from lit_verbrec.text.template import verbalize_template
     from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
-    from lit_verbrec.training.verbalizer import token_counts
+    from lit_verbrec.training.verbalizer import compression_ratio
 
     cfg, tokenizer, catalog, examples = setup(args)
     torch.manual_seed(SEED)
@@ -138,7 +138,7 @@ def run_trl(args) -> dict:
     def reward(prompts, completions, candidates, target_index, template, **_):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         correct = torch.tensor([float(lexical_choice(t, c, catalog) == i) for t, c, i in zip(texts, candidates, target_index)])
-        ratio = token_counts(tokenizer, texts) / token_counts(tokenizer, template).clamp(min=1)
+        ratio = compression_ratio(tokenizer, texts, template)
         return verbalizer_reward(correct, ratio, cfg.reward)["reward"].tolist()
 
     ends: list[float] = []

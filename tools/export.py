@@ -22,7 +22,7 @@ import torch
 from transformers import AutoTokenizer
 
 from lit_verbrec.config.cli import parse_cli
-from lit_verbrec.config.compose import ConfigError, compose
+from lit_verbrec.config.compose import ConfigError, compose_run
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.export.distill import distillation_rows, write_distillation
@@ -41,7 +41,7 @@ def run_config(argv: list[str]):
     rest = [a for a in argv if not a.startswith("run=")]
     cfg, _ = parse_cli(__doc__, rest)
     folder = Path(folder_arg) if folder_arg else RunPaths.of(cfg).run
-    cfg = compose([*rest, f"run.root={folder.parent}", f"run.name={folder.name}"], saved=folder)
+    cfg = compose_run(folder, rest)
     return folder, cfg
 
 

@@ -101,6 +101,13 @@ def compose(overrides: list[str] | tuple[str, ...] = (), root: Path | None = Non
         raise ConfigError(f"{err.full_key or '?'}: {_first_line(err)}") from None
 
 
+def compose_run(folder: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A finished run's config: its saved config.yaml, then `overrides`, pointed at `folder`
+    (run.root/run.name follow the folder, which may have moved since the run)."""
+    folder = Path(folder)
+    return compose([*overrides, f"run.root={folder.parent}", f"run.name={folder.name}"], saved=folder)
+
+
 def to_yaml(cfg: Config) -> str:
     """The resolved config as YAML (it never holds a secret: API keys come from the environment)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))

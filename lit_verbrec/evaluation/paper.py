@@ -16,11 +16,9 @@ run's tokenizer.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from lit_verbrec.config.compose import compose
+from lit_verbrec.config.compose import compose_run
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
@@ -28,16 +26,10 @@ from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.run import RunPaths, run_tokenizer
 from lit_verbrec.training.stages import frozen_verbalizer, stage2_texts, trained_reasoner
-from lit_verbrec.training.verbalizer import token_counts
+from lit_verbrec.training.verbalizer import compression_ratio
 from lit_verbrec.training.verbalizers import RewriteVerbalizer
 
 ROWS = ("template", "zero-shot", "action", "rewrite", "rewrite + trained reasoner", "reasoner trained on raw")
-
-
-def run_config(folder: Path) -> Config:
-    """A run folder's saved config, pointed at that folder (it may have moved since)."""
-    folder = Path(folder)
-    return compose([f"run.root={folder.parent}", f"run.name={folder.name}"], saved=folder)
 
 
 def _has_adapter(cfg: Config, stage: str) -> bool:
@@ -49,7 +41,7 @@ def assign_runs(folders: list[str]) -> dict[str, Config]:
     """Row name -> the config of the run that fills it (the first run that can)."""
     rows: dict[str, Config] = {}
     for folder in folders:
-        cfg = run_config(Path(folder))
+        cfg = compose_run(folder)
         if _has_adapter(cfg, "verbalizer"):
             rows.setdefault(cfg.verbalizer.kind, cfg)
         if _has_adapter(cfg, "reasoner"):
@@ -60,7 +52,7 @@ def assign_runs(folders: list[str]) -> dict[str, Config]:
 
 
 def _compression(tokenizer, texts: list[str], templates: list[str]) -> float:
-    return float((token_counts(tokenizer, texts) / token_counts(tokenizer, templates).clamp(min=1)).mean())
+    return float(compression_ratio(tokenizer, texts, templates).mean())
 
 
 def _oracle_row(oracle: Oracle, texts: list[str], examples: list[dict]) -> np.ndarray:

@@ -33,13 +33,10 @@ from lit_verbrec.oracle.base import Oracle
 from lit_verbrec.rl.rewards import verbalizer_reward
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
+from lit_verbrec.training.verbalizer import compression_ratio
 
 FIELDS = ("example_id", "user", "split", "messages", "reward", "correct", "compression", "target", "candidates",
           "verbalizer", "adapter_hash")
-
-
-def _tokens(tokenizer, texts: list[str]) -> torch.Tensor:
-    return torch.tensor([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]], dtype=torch.float)
 
 
 def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], catalog: Catalog, oracle: Oracle,
@@ -50,7 +47,7 @@ def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], 
     template = [verbalize_template(e["history"], catalog) for e in cached]
     choices = oracle.choose(verbalized, [e["candidates"] for e in cached])
     correct = torch.tensor([c is not None and c == e["target_index"] for c, e in zip(choices, cached)], dtype=torch.float)
-    ratio = _tokens(tokenizer, verbalized) / _tokens(tokenizer, template).clamp(min=1)
+    ratio = compression_ratio(tokenizer, verbalized, template)
     reward = verbalizer_reward(correct, ratio, cfg.reward)["reward"]
     rows = []
     for i, e in enumerate(cached):

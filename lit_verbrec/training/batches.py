@@ -31,6 +31,7 @@ class ResumableBatches:
         self.seed = seed
         self.position = position
         self.shard = shard
+        self._order: tuple[int, np.ndarray] | None = None   # (epoch, its permutation): drawn once per epoch
 
     def __len__(self) -> int:
         """Steps per epoch."""
@@ -42,7 +43,9 @@ class ResumableBatches:
         return steps
 
     def order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.examples)))
+        return self._order[1]
 
     def batch(self, step: int) -> list:
         """This rank's batch at global step `step` (counting every batch since the start of training)."""

@@ -16,14 +16,32 @@ import lightning.pytorch as pl
 from lit_verbrec.models.loading import save_adapter
 
 
-class ValidationCallback(pl.Callback):
+class EveryNSteps(pl.Callback):
+    """Runs `measure(trainer, module)` before training (a fresh run's step 0) and after every
+    `every_n_steps`-th optimizer step; the schedule shared by validation and the decision probe."""
+
+    every_n_steps: int
+
+    def measure(self, trainer: pl.Trainer, module) -> None:
+        raise NotImplementedError
+
+    def on_train_start(self, trainer: pl.Trainer, module) -> None:
+        if trainer.global_step == 0:
+            self.measure(trainer, module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.measure(trainer, module)
+
+
+class ValidationCallback(EveryNSteps):
     def __init__(self, examples: list[dict], every_n_steps: int, best_dir: str | Path, metric: str = "reward") -> None:
         self.examples, self.every_n_steps = examples, every_n_steps
         self.best_dir, self.metric = Path(best_dir), metric
         self.best: float | None = None
         self.history: list[dict] = []
 
-    def _validate(self, trainer: pl.Trainer, module) -> None:
+    def measure(self, trainer: pl.Trainer, module) -> None:
         metrics = module.validation_reward(self.examples)
         step = trainer.global_step
         self.history.append({"step": step, **metrics})
@@ -34,14 +52,6 @@ class ValidationCallback(pl.Callback):
             if trainer.is_global_zero:
                 save_adapter(module.policy, self.best_dir, tokenizer=module.tokenizer)
                 (self.best_dir / "best.json").write_text(json.dumps({"step": step, **metrics}, indent=2) + "\n")
-
-    def on_train_start(self, trainer: pl.Trainer, module) -> None:
-        if trainer.global_step == 0:
-            self._validate(trainer, module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
-            self._validate(trainer, module)
 
 
 class SampleTable(pl.Callback):

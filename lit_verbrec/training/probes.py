@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 import torch
 
 from lit_verbrec.rollout.factorised import FactorisedSlotSampler
+from lit_verbrec.training.callbacks import EveryNSteps
 
 
 def line_class(entry: dict) -> str:
@@ -50,24 +51,16 @@ def decision_probabilities(verbalizer, examples: list[dict]) -> dict[str, float]
     return out
 
 
-class DecisionProbe(pl.Callback):
+class DecisionProbe(EveryNSteps):
     """Every `every_n_steps` (and before training), log `probe/<decision_probabilities>`."""
 
     def __init__(self, examples: list[dict], every_n_steps: int) -> None:
         self.examples, self.every_n_steps = examples, every_n_steps
         self.history: list[dict] = []
 
-    def _probe(self, trainer: pl.Trainer, module) -> None:
+    def measure(self, trainer: pl.Trainer, module) -> None:
         with torch.no_grad():
             probs = decision_probabilities(module.verbalizer, self.examples)
         self.history.append({"step": trainer.global_step, **probs})
         for logger in trainer.loggers:
             logger.log_metrics({f"probe/{k}": v for k, v in probs.items()}, step=trainer.global_step)
-
-    def on_train_start(self, trainer: pl.Trainer, module) -> None:
-        if trainer.global_step == 0:
-            self._probe(trainer, module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
-            self._probe(trainer, module)

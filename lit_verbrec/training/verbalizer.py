@@ -28,6 +28,11 @@ def token_counts(tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]], dtype=torch.float)
 
 
+def compression_ratio(tokenizer, texts: list[str], templates: list[str]) -> torch.Tensor:
+    """[len(texts)] tokens of each text / tokens of its template (at least 1): the paper's compression."""
+    return token_counts(tokenizer, texts) / token_counts(tokenizer, templates).clamp(min=1)
+
+
 class VerbalizerGRPO(GRPOModule):
     def __init__(self, policy, tokenizer, engine, grpo: GRPOConfig, verbalizer, oracle, reward: RewardConfig,
                  reasoner_tokenizer=None) -> None:
@@ -42,6 +47,7 @@ class VerbalizerGRPO(GRPOModule):
     def compression(self, texts: list[str], examples: list[dict], group: torch.Tensor) -> torch.Tensor:
         """[N] tokens of each text / tokens of its example's template (texts[i] is of examples[group[i]])."""
         template = [verbalize_template(e["history"], self.verbalizer.catalog) for e in examples]
+        # each template is tokenized once per example, not once per sample
         return token_counts(self.reasoner_tokenizer, texts) / token_counts(self.reasoner_tokenizer, template).clamp(min=1)[group]
 
     def sample(self, batch: list[dict]) -> Rollout:

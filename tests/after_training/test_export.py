@@ -12,7 +12,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lit_verbrec.config.compose import compose
+from lit_verbrec.config.compose import compose_run
 from lit_verbrec.export.distill import FIELDS
 from lit_verbrec.models.loading import load_base_model
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
@@ -32,7 +32,7 @@ def test_merged_checkpoint_loads_and_matches_the_adapter_model(exported, qlora_r
     merged = AutoModelForCausalLM.from_pretrained(exported / "merged", dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in merged.parameters())
     tokenizer = AutoTokenizer.from_pretrained(adapter)
-    cfg = compose([f"run.root={qlora_run.parent}", f"run.name={qlora_run.name}"], saved=qlora_run)
+    cfg = compose_run(qlora_run)
     assert cfg.size.quantization == "nf4"
     base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=tmp_path)   # the 4-bit base, as trained
     model = PeftModel.from_pretrained(base, adapter).eval()
@@ -50,7 +50,7 @@ def test_merged_checkpoint_loads_and_matches_the_adapter_model(exported, qlora_r
 def test_adapter_folder_loads_with_peft_and_has_a_model_card(exported, qlora_run, tmp_path):
     adapter = exported / "adapter"
     tokenizer = AutoTokenizer.from_pretrained(adapter)
-    cfg = compose([f"run.root={qlora_run.parent}", f"run.name={qlora_run.name}"], saved=qlora_run)
+    cfg = compose_run(qlora_run)
     model = PeftModel.from_pretrained(load_base_model(cfg.size, tokenizer, seed=0, workdir=tmp_path), adapter)
     assert any("lora_A" in name for name, _ in model.named_parameters())
     card = (adapter / "README.md").read_text()
