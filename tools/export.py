@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from lit_verbrec.config.cli import parse_cli
+from lit_verbrec.config.cli import run_folder
 from lit_verbrec.config.compose import ConfigError, compose_run
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
@@ -37,12 +37,8 @@ CHECK_INPUTS, CHECK_TOKENS = 4, 48
 
 def run_config(argv: list[str]):
     """The run folder (`run=<folder>`, else run.root/run.name) and its config with argv applied."""
-    folder_arg = next((a.partition("=")[2] for a in argv if a.startswith("run=")), "")
-    rest = [a for a in argv if not a.startswith("run=")]
-    cfg, _ = parse_cli(__doc__, rest)
-    folder = Path(folder_arg) if folder_arg else RunPaths.of(cfg).run
-    cfg = compose_run(folder, rest)
-    return folder, cfg
+    folder, rest = run_folder(__doc__, argv)
+    return folder, compose_run(folder, rest)
 
 
 def check_ids(cfg, tokenizer) -> torch.Tensor:

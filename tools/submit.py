@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lit_verbrec.config.cli import parse_cli
+from lit_verbrec.config.cli import parse_cli, run_folder
 from lit_verbrec.launch.local import run_local
 
 FLAGS = ("--dry-run", "--detach")
@@ -28,14 +28,10 @@ FLAGS = ("--dry-run", "--detach")
 def status_main(argv: list[str]) -> int:
     """`status run=<run folder>` (or run.root=... run.name=...): the table of the run's jobs."""
     from lit_verbrec.launch.slurm_watch import status
-    from lit_verbrec.training.run import RunPaths
 
-    folder = next((a.partition("=")[2] for a in argv if a.startswith("run=")), "")
-    if not folder:
-        cfg, _ = parse_cli(__doc__, argv)
-        folder = str(RunPaths.of(cfg).run)
+    folder, _ = run_folder(__doc__, argv)
     try:
-        return status(Path(folder))
+        return status(folder)
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2

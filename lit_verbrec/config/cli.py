@@ -13,6 +13,7 @@ import inspect
 import sys
 import typing
 from functools import cache
+from pathlib import Path
 
 from lit_verbrec.config import data_schema, schema, train_schema
 from lit_verbrec.config.compose import GROUPS, ConfigError, compose, config_dir, group_choices
@@ -60,6 +61,17 @@ def help_text(tool_doc: str) -> str:
     return (f"{tool_doc.strip()}\n\nConfig groups (pick one file from {config_dir()}/<group>/):\n{groups}\n\n"
             "Options (override any with key=value; defaults before group files are applied):\n"
             + "\n".join(option_lines()))
+
+
+def run_folder(tool_doc: str, argv: list[str]) -> tuple[Path, list[str]]:
+    """For tools that read a finished run: the folder named by `run=<folder>`, else
+    <run.root>/<run.name> of the other arguments; and the arguments without `run=`."""
+    folder = next((a.partition("=")[2] for a in argv if a.startswith("run=")), "")
+    rest = [a for a in argv if not a.startswith("run=")]
+    if folder:
+        return Path(folder), rest
+    cfg, _ = parse_cli(tool_doc, rest)
+    return Path(cfg.run.root) / cfg.run.name, rest
 
 
 def parse_cli(tool_doc: str, argv: list[str] | None = None, flags: tuple[str, ...] = ()) -> tuple[Config, set[str]]:

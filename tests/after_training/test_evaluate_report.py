@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
-from conftest import run_tool
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from finished_runs import run_tool  # noqa: E402
 
 
 def test_six_rows_from_two_runs(qlora_run, rewrite_run, tmp_path):

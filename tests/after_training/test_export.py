@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import run_tool
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from finished_runs import run_tool  # noqa: E402
 
 from lit_verbrec.config.compose import compose_run
 from lit_verbrec.export.distill import FIELDS

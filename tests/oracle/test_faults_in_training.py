@@ -9,8 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from conftest import ROOT, SERVER, make_catalog, make_examples
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from oracle_data import ROOT, SERVER, make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.config.compose import compose
 from lit_verbrec.oracle.openai_client import OpenAIOracle

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_catalog, make_examples
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from oracle_data import make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.config.train_schema import OracleConfig
 from lit_verbrec.oracle.base import make_oracle

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
-from conftest import make_catalog, make_examples
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from oracle_data import make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.config.train_schema import OracleConfig
 from lit_verbrec.oracle.cache import CACHE_FILE, ReplyCache, cache_key

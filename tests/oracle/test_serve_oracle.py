@@ -11,7 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SERVER, make_catalog, make_examples
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from oracle_data import SERVER, make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.oracle.lexical import lexical_choice
 from lit_verbrec.text.prompts import reasoner_messages
