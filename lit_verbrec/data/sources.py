@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import finalize
 from lit_verbrec.data.examples import PreparedData, build_examples
+from lit_verbrec.data.files import atomic_write
 from lit_verbrec.data.logs import read_logs
 from lit_verbrec.data.movielens import read_movielens
 from lit_verbrec.data.report import DataReport
@@ -45,11 +46,11 @@ def prepare(cfg: DataConfig, out: str | Path, report: DataReport, progress: bool
 
 
 def write_prepared(prepared: PreparedData, folder: str | Path) -> None:
+    """Atomically, examples.parquet last: a folder with it holds the whole prepared data (data/files.py)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(prepared.examples, folder / "examples.parquet")
-    pq.write_table(prepared.items, folder / "items.parquet")
-    (folder / "summary.json").write_text(json.dumps(prepared.summary, indent=2) + "\n")
+    atomic_write(folder / "items.parquet", lambda tmp: pq.write_table(prepared.items, tmp))
+    atomic_write(folder / "summary.json", lambda tmp: tmp.write_text(json.dumps(prepared.summary, indent=2) + "\n"))
+    atomic_write(folder / "examples.parquet", lambda tmp: pq.write_table(prepared.examples, tmp))
 
 
 def read_prepared(folder: str | Path, split: str | None = None) -> tuple[pa.Table, pa.Table]:

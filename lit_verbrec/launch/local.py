@@ -13,8 +13,8 @@ from pathlib import Path
 
 from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
+from lit_verbrec.data.files import atomic_write
 from lit_verbrec.evaluation.stage_results import markdown, reasoner_results, verbalizer_results
-from lit_verbrec.training.checkpoints import atomic_write
 from lit_verbrec.training.run import RunPaths
 from lit_verbrec.training.stages import run_reasoner_stage, run_verbalizer_stage
 

@@ -63,6 +63,8 @@ def sbatch_parameters(cfg: Config, stage: str, after: str = "") -> dict:
         "job_name": f"{cfg.run.name}-{stage}", "time": c.time_min, "nodes": c.nodes,
         "ntasks_per_node": c.ranks_per_node, "cpus_per_task": c.cpus_per_task,
         "signal_delay_s": c.signal_delay_s, "setup": [*c.setup, *exports],
+        # A rank that dies ends the step: its peers would otherwise wait in a collective until the time limit.
+        "srun_args": ["--kill-on-bad-exit=1"],
         # --requeue: the job may requeue itself (preemption.py) and be requeued by the admin.
         "additional_parameters": {"requeue": True, **_extra_flags(c.extra_sbatch)},
     }

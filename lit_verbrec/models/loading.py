@@ -17,8 +17,6 @@ activation, norms and rope) with `size.tiny`'s small dimensions and random weigh
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +38,7 @@ from transformers import (
 )
 
 from lit_verbrec.config.schema import SizeConfig
+from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -208,22 +207,13 @@ def save_adapter(model: PeftModel, folder: Path, tokenizer: PreTrainedTokenizerB
     `save_embedding_layers=False`: no embeddings are adapted, and it stops peft from looking
     the base model up on a hub to decide.
     """
-    folder = Path(folder)
-    # Written beside the folder, then each file renamed into it: a kill mid-save leaves every
-    # file of the folder whole (the previous save's or this one's), never a truncated one.
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in sorted(tmp.iterdir(), key=lambda p: p.name == "adapter_model.safetensors"):  # weights last
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(path, folder / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+    # a kill mid-save leaves every file of the folder whole (the previous save's or this one's)
+    return atomic_folder_write(folder, write, last="adapter_model.safetensors")
 
 
 def load_adapter(base_model: PreTrainedModel, folder: Path, *, is_trainable: bool = False) -> PeftModel:

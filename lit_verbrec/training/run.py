@@ -28,6 +28,7 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.sources import prepare, read_prepared
 from lit_verbrec.models.loading import load_tokenizer
@@ -97,7 +98,8 @@ def run_tokenizer(cfg: Config, paths: RunPaths, examples: list[dict], catalog: C
 
         return AutoTokenizer.from_pretrained(paths.tokenizer, padding_side="left")
     tokenizer = build_tiny_tokenizer(tokenizer_corpus(examples[:300], catalog))
-    tokenizer.save_pretrained(paths.tokenizer)
+    # atomically, tokenizer.json last: the ranks of a Slurm job may train the same tokenizer at once
+    atomic_folder_write(paths.tokenizer, tokenizer.save_pretrained, last="tokenizer.json")
     return tokenizer
 
 
