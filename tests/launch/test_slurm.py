@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lit_verbrec.config.compose import compose
 from lit_verbrec.launch.slurm import dry_run, read_jobs
 from lit_verbrec.launch.slurm_watch import sacct_states
@@ -22,6 +24,16 @@ TINY = ["size=tiny", "data.synthetic.users=40", "data.synthetic.interactions_per
         "verbalizer.grpo.prompts_per_step=2", "verbalizer.grpo.group_size=4", "verbalizer.grpo.max_steps=3",
         "reasoner.grpo.prompts_per_step=2", "reasoner.grpo.group_size=4", "reasoner.grpo.max_steps=2",
         "train.val_examples=4", "train.val_every_n_steps=10", "train.eval_examples=24", "eval.bootstrap=100"]
+
+
+@pytest.fixture(autouse=True)
+def cancel_own_jobs(tmp_path):
+    """Cancel whatever the test submitted and left behind: a hung job would hold the node's CPUs
+    and keep every later job PENDING (Resources), in this run and after a cluster restart."""
+    yield
+    jobs = tmp_path / "default" / "slurm" / "jobs.json"
+    if jobs.is_file():
+        subprocess.run(["scancel", *(j["job_id"] for j in read_jobs(tmp_path / "default"))], check=False, timeout=60)
 
 
 def submit(run_root: Path, *args: str) -> subprocess.CompletedProcess:
