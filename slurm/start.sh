@@ -64,12 +64,33 @@ if [[ -z $(pid_of slurmctld) ]]; then
     slurmctld -f "$STATE/slurm.conf"
     wait_for slurmctld 30 scontrol ping
 fi
+started_slurmd=0
 if [[ -z $(pid_of slurmd) ]]; then
     slurmd -f "$STATE/slurm.conf" -N localhost
+    started_slurmd=1
 fi
 # A node left DOWN by an earlier unclean stop comes back with ReturnToService=2; make sure.
 wait_for "node localhost" 30 bash -c "sinfo -h -n localhost -o %t | grep -qE '^(idle|mix|alloc)'" \
     || true
 scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
 wait_for "node localhost" 30 bash -c "sinfo -h -n localhost -o %t | grep -qE '^(idle|mix|alloc)'"
+
+# Jobs the saved state says are running, while no slurmstepd runs on this machine, lost their
+# processes with the daemons (a killed session, a container restart). Left alone they would hold
+# the node's CPUs forever; treat them as Slurm treats the jobs of a failed node: requeue them
+# (a preemption-safe stage resumes from its checkpoint), or cancel those that refuse a requeue.
+live_step_daemons() { ps -eo stat=,comm= | awk '$2 == "slurmstepd" && $1 !~ /^Z/' | wc -l; }   # not zombies
+if (( started_slurmd )) && (( $(live_step_daemons) == 0 )); then
+    orphans=$(squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %A)
+    for job in $orphans; do
+        if scontrol requeue "$job" 2>/dev/null; then
+            echo "slurm/start.sh: job $job lost its processes when the cluster last stopped; requeued" >&2
+        else
+            scancel "$job" && echo "slurm/start.sh: job $job lost its processes when the cluster last stopped; cancelled (not requeueable)" >&2
+        fi
+    done
+    # They pass through COMPLETING first; return with the node free.
+    [[ -n $orphans ]] && wait_for "the node to be released by requeued jobs" 60 \
+        bash -c '[[ -z $(squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %A) ]]'
+fi
 echo "export SLURM_CONF=$SLURM_CONF"

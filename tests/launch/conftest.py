@@ -9,7 +9,9 @@ Slurm. A cluster this fixture started is stopped at the end (only its own daemon
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,17 @@ SLURM = Path(__file__).resolve().parents[2] / "slurm"
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
+    """SLURM_CONF of a running local cluster: the one already running (a developer's), else a new
+    one in a fresh state folder, so that no job saved by an earlier, killed cluster is recovered
+    and holds the node (CI once waited 10 minutes behind such a job)."""
     if os.environ.get("LIT_VERBREC_SKIP_SLURM") == "1":
         pytest.skip("LIT_VERBREC_SKIP_SLURM=1: launcher tests against the local Slurm cluster not run")
     was_running = subprocess.run(["bash", SLURM / "status.sh"], capture_output=True).returncode == 0
-    start = subprocess.run(["bash", SLURM / "start.sh"], capture_output=True, text=True, timeout=300)
+    env = dict(os.environ)
+    if not was_running:   # /tmp, not pytest's tmp_path: MariaDB runs as user mysql and needs a path it can enter
+        env["LIT_VERBREC_SLURM_DIR"] = tempfile.mkdtemp(prefix="lit_verbrec-slurm-test-", dir="/tmp")
+        os.chmod(env["LIT_VERBREC_SLURM_DIR"], 0o755)
+    start = subprocess.run(["bash", SLURM / "start.sh"], capture_output=True, text=True, timeout=300, env=env)
     if start.returncode != 0:
         pytest.fail(f"the local Slurm cluster did not start (slurm/start.sh exit {start.returncode}):\n"
                     f"{start.stdout}{start.stderr}\n(LIT_VERBREC_SKIP_SLURM=1 skips these tests)", pytrace=False)
@@ -35,4 +44,5 @@ def slurm_cluster():
     else:
         os.environ["SLURM_CONF"] = previous
     if not was_running:
-        subprocess.run(["bash", SLURM / "stop.sh"], check=True, timeout=120)
+        subprocess.run(["bash", SLURM / "stop.sh"], check=True, timeout=120, env=env)
+        shutil.rmtree(env["LIT_VERBREC_SLURM_DIR"], ignore_errors=True)

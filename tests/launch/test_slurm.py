@@ -31,15 +31,30 @@ def cancel_own_jobs(tmp_path):
     """Cancel whatever the test submitted and left behind: a hung job would hold the node's CPUs
     and keep every later job PENDING (Resources), in this run and after a cluster restart."""
     yield
-    jobs = tmp_path / "default" / "slurm" / "jobs.json"
-    if jobs.is_file():
-        subprocess.run(["scancel", *(j["job_id"] for j in read_jobs(tmp_path / "default"))], check=False, timeout=60)
+    if not (tmp_path / "default" / "slurm" / "jobs.json").is_file():
+        return
+    ids = [j["job_id"] for j in read_jobs(tmp_path / "default")]
+    subprocess.run(["scancel", *ids], check=False, timeout=60)
+    end = time.monotonic() + 60                      # gone from the node before the next test asks for it
+    while queue(*ids) and time.monotonic() < end:
+        time.sleep(0.5)
+
+
+def queue(*job_ids: str) -> str:
+    """squeue's lines (with the pending reason) for these jobs, or for every job if none named."""
+    selection = ["-j", ",".join(job_ids)] if job_ids else []
+    return subprocess.run(["squeue", "-h", "-o", "%i %j %T %r", *selection], capture_output=True, text=True).stdout.strip()
 
 
 def submit(run_root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, ROOT / "tools" / "submit.py", f"run.root={run_root}", *CLUSTER, *TINY, *args],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    try:
+        return subprocess.run([sys.executable, ROOT / "tools" / "submit.py", f"run.root={run_root}", *CLUSTER, *TINY, *args],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    except subprocess.TimeoutExpired as timeout:   # say what held the node, not only that time ran out
+        printed = timeout.stdout.decode() if isinstance(timeout.stdout, bytes) else timeout.stdout
+        raise AssertionError(f"submit.py still waiting after 600 s; its output:\n{printed}\n"
+                             f"the queue (id name state reason):\n{queue()}") from None
 
 
 def wait_until(job_id: str, states: tuple[str, ...], timeout: float = 300) -> dict:
@@ -149,6 +164,7 @@ def test_preemption_signal_checkpoints_at_a_step_and_requeues_itself(slurm_clust
 
 
 def test_two_ranks_on_the_local_node(slurm_cluster, tmp_path):
+    assert not queue(), f"the 2-rank job needs every CPU of the node, and other jobs hold it:\n{queue()}"
     result = submit(tmp_path, "stage=verbalizer", "cluster.tasks_per_node=2")
     assert result.returncode == 0, result.stderr[-3000:]
     job = read_jobs(tmp_path / "default")[0]
