@@ -88,12 +88,20 @@ AGGREGATIONS: dict[str, Aggregation] = {
 }
 
 
-def step_normalizer(loss_type: str, mask: torch.Tensor, max_completion_length: int | None = None) -> float:
+def step_normalizer(loss_type: str, mask: torch.Tensor, max_completion_length: int | None = None,
+                    mean_over_ranks: Callable[[float], float] = float) -> float:
     """The count to pass as `normalizer` to every micro-batch of a step: computed on the whole
-    step's mask [N_step, C] (sequences for grpo, N_step * max_len for dr_grpo, tokens for dapo)."""
+    step's mask [N_step, C] (sequences for grpo, N_step * max_len for dr_grpo, tokens for dapo).
+
+    Under DDP pass `mean_over_ranks` (an all-reduce mean). DDP averages gradients over the R
+    ranks, so dividing each rank's sum by the ranks' MEAN count gives
+        (1/R) * sum_r S_r / ((1/R) * sum_r n_r) = sum_r S_r / sum_r n_r,
+    the aggregation over the whole all-rank batch. With each rank's own count instead, DAPO
+    would weigh a token of a rank holding few tokens more than one of a rank holding many.
+    """
     if loss_type not in AGGREGATIONS:
         raise ValueError(f"loss_type must be one of {sorted(AGGREGATIONS)}, got {loss_type!r}")
-    return float(AGGREGATIONS[loss_type].count(mask.bool(), max_completion_length))
+    return float(mean_over_ranks(float(AGGREGATIONS[loss_type].count(mask.bool(), max_completion_length))))
 
 
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,

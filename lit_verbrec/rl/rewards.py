@@ -7,7 +7,7 @@ Stage 2, the Reasoner (eq. 7):     r = +1 if its prediction is the target, else 
 
 Predictions are candidate indices; -1 marks an answer that could not be parsed, which is
 never correct (not even against a target of -1). Paper: "Learning to Verbalize User
-Interaction Logs for LLM Recommenders" (/work/shared/spec/logs-to-language-paper.txt).
+Interaction Logs for LLM Recommenders" (../shared/spec/logs-to-language-paper.txt).
 """
 
 from __future__ import annotations

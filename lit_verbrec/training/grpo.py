@@ -102,13 +102,18 @@ class GRPOModule(pl.LightningModule):
         size = self.grpo.micro_batch_size
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def mean_over_ranks(self, value: float) -> float:
+        if self.trainer.world_size == 1:
+            return value
+        return float(self.trainer.strategy.reduce(torch.tensor(value, device=self.device), reduce_op="mean"))
+
     def training_step(self, batch, batch_idx: int) -> None:
         rollout, g = self.rollout, self.grpo
         if rollout is None:
             raise RuntimeError("no rollout: add RolloutCallback to the Trainer's callbacks")
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         n = rollout.num_sequences
-        normalizer = step_normalizer(g.loss_type, rollout.loss_mask, g.max_new_tokens)
+        normalizer = step_normalizer(g.loss_type, rollout.loss_mask, g.max_new_tokens, self.mean_over_ranks)
         parts = self.micro_batches(n)
         for _ in range(g.mu):
             sums: dict[str, float] = defaultdict(float)

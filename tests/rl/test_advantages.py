@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,7 +70,7 @@ def trl_trainer(tmp_path_factory):
                       max_completion_length=4, beta=0.0, multi_objective_aggregation="sum_then_normalize")
     trainer = GRPOTrainer(model=str(path), reward_funcs=lambda prompts, **kw: REWARDS.tolist(), args=args,
                           train_dataset=Dataset.from_dict({"prompt": ["a", "b", "c"]}),
-                          processing_class=AutoTokenizer.from_pretrained("/work/shared/qwen3-tokenizer"))
+                          processing_class=AutoTokenizer.from_pretrained(Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer"))
     trainer.model.train()
     return trainer
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +14,7 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rl.losses import AGGREGATIONS, grpo_loss, step_normalizer
 
-TOKENIZER = "/work/shared/qwen3-tokenizer"
+TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer"
 
 
 MASK = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
@@ -242,3 +245,26 @@ def test_loss_and_gradients_match_trl(model_dir, tmp_path, loss_type, bias_corre
     assert ours["clip_fraction"].item() > 0.1
     if not bias_correction:   # trl logs the corrected k3 * ratio when the correction is on
         assert ours["kl"].item() == pytest.approx(logged["kl"][-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", sorted(AGGREGATIONS))
+def test_ddp_gradient_is_the_whole_batch_gradient(loss_type, tmp_path):
+    """Two DDP ranks with unequal token counts: dividing by the ranks' mean count
+    (step_normalizer's mean_over_ranks) gives exactly the single-process gradient of the whole batch."""
+    import ddp_loss_worker as w   # tests/rl is on sys.path (pytest rootdir-relative import)
+
+    def ddp_grad(mode: str) -> torch.Tensor:
+        out = tmp_path / mode
+        out.mkdir()
+        run = subprocess.run([sys.executable, Path(__file__).with_name("ddp_loss_worker.py"), out, loss_type, mode],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return torch.load(out / "grad.pt")
+
+    b = w.batch()
+    lp = b["logprobs"].clone().requires_grad_()
+    full = grpo_loss(lp, b["old"], b["advantages"], b["mask"], loss_type=loss_type, max_completion_length=w.MAX_LEN)
+    (whole_batch,) = torch.autograd.grad(full["loss"], lp)
+    torch.testing.assert_close(ddp_grad("ranks"), whole_batch, rtol=0, atol=1e-7)
+    if loss_type == "dapo":   # each rank's own token count weighs rank 1's few tokens more: not the same gradient
+        assert (ddp_grad("own") - whole_batch).abs().max() > 1e-3
