@@ -251,7 +251,7 @@ def test_loss_and_gradients_match_trl(model_dir, tmp_path, loss_type, bias_corre
 def test_ddp_gradient_is_the_whole_batch_gradient(loss_type, tmp_path):
     """Two DDP ranks with unequal token counts: dividing by the ranks' mean count
     (step_normalizer's mean_over_ranks) gives exactly the single-process gradient of the whole batch."""
-    import ddp_loss_worker as w   # tests/rl is on sys.path (pytest rootdir-relative import)
+    import ddp_loss_worker as w  # tests/rl is on sys.path (pytest rootdir-relative import)
 
     def ddp_grad(mode: str) -> torch.Tensor:
         out = tmp_path / mode
