@@ -4,6 +4,7 @@
     python tools/bench.py logprobs  # peak memory of per-token log-probs, vocab 151,936 (tools/bench_logprobs.py)
     python tools/bench.py grpo      # GRPO step time and peak memory vs trl's GRPOTrainer (tools/bench_grpo.py)
     python tools/bench.py oracle    # oracle client requests/s at concurrency 1, 8, 32 (tools/bench_oracle.py)
+    python tools/bench.py micro_batches  # padding-aware micro-batches vs padded to the step (tools/bench_micro_batches.py)
 
 data: times the path from raw frames to an examples table (de-duplication, catalog check,
 sort, targets, history records, negatives) on the synthetic log, against a straightforward
@@ -26,7 +27,7 @@ from lit_verbrec.data.reference import naive_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.synthetic import N_TARGETS, generate
 
-BENCHES = ("data", "logprobs", "grpo", "oracle")
+BENCHES = ("data", "logprobs", "grpo", "oracle", "micro_batches")
 
 
 def bench_data(overrides: list[str]) -> None:

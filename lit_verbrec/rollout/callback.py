@@ -24,6 +24,7 @@ import torch
 
 from lit_verbrec.models.loading import reference_policy, save_adapter
 from lit_verbrec.rl.advantages import group_advantages
+from lit_verbrec.rollout.micro_batches import take
 from lit_verbrec.rollout.types import Rollout
 
 
@@ -70,9 +71,14 @@ class RolloutCallback(pl.Callback):
 
     @staticmethod
     def _logprobs(module, rollout: Rollout) -> torch.Tensor:
-        """[N, C] log-probs of the sampled completions, in micro-batches."""
-        return torch.cat([module.sequence_logprobs(rollout.rows(rows))["logprobs"]
-                          for rows in module.micro_batches(rollout.num_sequences)])
+        """[N, C] log-probs of the sampled completions, in padding-aware micro-batches (0 past a row's end)."""
+        out = None
+        for part in module.micro_batches(rollout):
+            logprobs = module.sequence_logprobs(take(rollout, part))["logprobs"]            # [n, C']
+            if out is None:
+                out = logprobs.new_zeros(rollout.completion_ids.shape)                     # [N, C]
+            out[part.rows, :logprobs.shape[1]] = logprobs
+        return out
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         module.rollout = None

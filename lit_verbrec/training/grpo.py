@@ -4,7 +4,7 @@ A stage says what differs — its prompts, its reward, which tokens carry the lo
 optional decoding constraint — by overriding four methods; the optimisation is here:
 
     for pass in 1..mu:                                       (mu = 1: on-policy)
-        for micro-batch in the B*G sequences of the rollout:
+        for micro-batch in the B*G sequences of the rollout:    (padding-aware: rollout/micro_batches.py)
             logp  = log pi_theta(completion tokens)           memory-lean (rl/logprobs.py)
             loss  = GRPO objective, paper eq. (5)             rl/losses.py, one table of aggregations
             backward (gradients accumulate; DDP syncs on the last micro-batch only)
@@ -30,6 +30,7 @@ import torch
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rl.losses import grpo_loss, step_normalizer
+from lit_verbrec.rollout.micro_batches import MicroBatch, plan_micro_batches, take
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 
 
@@ -98,9 +99,9 @@ class GRPOModule(pl.LightningModule):
                               top_p=g.top_p, top_k=g.top_k)
 
     # --- optimisation ------------------------------------------------------------------------
-    def micro_batches(self, n: int) -> list[slice]:
-        size = self.grpo.micro_batch_size
-        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    def micro_batches(self, rollout: Rollout) -> list[MicroBatch]:
+        """Padding-aware micro-batches of `grpo.micro_batch_size` rows (rollout/micro_batches.py)."""
+        return plan_micro_batches(rollout.prompt_mask, rollout.completion_mask, rollout.group, self.grpo.micro_batch_size)
 
     def mean_over_ranks(self, value: float) -> float:
         if self.trainer.world_size == 1:
@@ -114,11 +115,11 @@ class GRPOModule(pl.LightningModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         n = rollout.num_sequences
         normalizer = step_normalizer(g.loss_type, rollout.loss_mask, g.max_new_tokens, self.mean_over_ranks)
-        parts = self.micro_batches(n)
+        parts = self.micro_batches(rollout)
         for _ in range(g.mu):
             sums: dict[str, float] = defaultdict(float)
-            for i, rows in enumerate(parts):
-                mb = rollout.rows(rows)
+            for i, part in enumerate(parts):
+                mb = take(rollout, part)
                 with optimizer.toggle_model(sync_grad=i == len(parts) - 1):
                     out = self.sequence_logprobs(mb, with_entropy=True)
                     old = mb.old_logprobs if mb.old_logprobs is not None else out["logprobs"].detach()
@@ -128,7 +129,7 @@ class GRPOModule(pl.LightningModule):
                                        entropy_coef=g.entropy_coef, max_completion_length=g.max_new_tokens,
                                        normalizer=normalizer)
                     self.manual_backward(result["loss"])
-                share = (rows.stop - rows.start) / n
+                share = part.size / n
                 for key, value in result.items():
                     sums[key] += float(value.detach() if torch.is_tensor(value) else value) * (1.0 if key == "loss" else share)
             if g.max_grad_norm > 0:

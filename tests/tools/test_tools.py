@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,15 @@ def test_bench_data_prints_the_ratio():
     assert result.returncode == 0, result.stderr
     assert "interactions/s" in result.stdout and "ratio: ours / naive time" in result.stdout
     assert "same example ids: True" in result.stdout
+
+
+def test_bench_micro_batches_prints_both_and_the_ratios():
+    result = run_tool("bench.py", "micro_batches", "--prompts", "3", "--group", "2", "--micro", "2", "--hidden", "32",
+                      "--reps", "1")
+    assert result.returncode == 0, result.stderr
+    assert "ours: median" in result.stdout and "peer: median" in result.stdout
+    ratio = float(re.search(r"positions (\d\.\d+)", result.stdout).group(1))
+    assert 0 < ratio < 1   # fewer padded positions than padding every micro-batch to the step
 
 
 def _write_movielens_100k(folder: Path, users: int = 30, movies: int = 200, per_user: int = 25) -> None:
