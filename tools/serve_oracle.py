@@ -135,6 +135,13 @@ class OracleServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.rng = random.Random(args.seed)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that timed out and hung up is routine here (the fault tests do it): one line, no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            print(f"serve_oracle: client {client_address[0]}:{client_address[1]} hung up", file=sys.stderr)
+            return
+        super().handle_error(request, client_address)
+
     def draw(self) -> dict:
         """Which faults hit this request (independent draws, under the lock: one seeded stream)."""
         a = self.args

@@ -4,8 +4,11 @@ choice, refusals, injected faults, and the model backend over a tiny saved model
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -94,6 +97,21 @@ def test_injected_faults(start_server):
     statuses = [post(mixed.url, {"model": "lexical", "messages": messages})["status"] for _ in range(40)]
     assert 5 < statuses.count(500) < 35 and statuses.count(500) + statuses.count(200) == 40
     assert mixed.stats()["errors_injected"] == statuses.count(500)
+
+
+def test_a_client_that_resets_its_connection_costs_one_line(start_server):
+    server = start_server()
+    host, port = server.base_url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port))) as client:   # half a request, then a TCP reset
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert get(f"{server.base_url}/models")["data"]   # still serving
+    for _ in range(50):                                # the handler thread notices the reset on its own time
+        log = server.stderr_path.read_text()
+        if "hung up" in log or "Traceback" in log:
+            break
+        time.sleep(0.1)
+    assert "hung up" in log and "Traceback" not in log
 
 
 def test_model_backend_serves_a_saved_tiny_model(start_server, tmp_path: Path):
