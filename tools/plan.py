@@ -14,29 +14,14 @@ lit_verbrec/launch/plan.py; every figure is an estimate.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
-from lit_verbrec.launch.plan import GIB, GPUS, Shape, lora_params, memory, step_seconds
+from lit_verbrec.launch.plan import GIB, GPUS, lora_params, model_shape, stage_memory, step_seconds
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
 OPTIONS = {"--gpu": "h100", "--mfu": "0.35", "--bandwidth-eff": "0.6", "--prompt-tokens": "0", "--gpus": "0"}
-TOKENS_PER_LINE = 45   # a template line in Qwen3's tokenizer, measured on the synthetic log (about 40-50)
-
-
-def model_shape(cfg) -> Shape:
-    if cfg.size.name == "tiny":
-        t = cfg.size.tiny
-        return Shape(t.num_hidden_layers, t.hidden_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim,
-                     t.intermediate_size, 151936 if cfg.size.tokenizer != "builtin" else 4096, False)
-    local = SHARED / f"Qwen3-{cfg.size.name.upper()}.config.json"
-    if local.is_file():
-        return Shape.from_config(json.loads(local.read_text()))
-    from transformers import AutoConfig
-
-    return Shape.from_config(AutoConfig.from_pretrained(cfg.size.model).to_dict())
 
 
 def split_options(argv: list[str]) -> tuple[dict[str, str], list[str], bool]:
@@ -78,15 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_cli(__doc__, rest)
     stage = cfg.stage.name if cfg.stage.name != "both" else "verbalizer"
     grpo = cfg.verbalizer.grpo if stage == "verbalizer" else cfg.reasoner.grpo
-    gpu, shape = GPUS[options["--gpu"]], model_shape(cfg)
-    prompt = int(options["--prompt-tokens"]) or cfg.data.examples.history_len * TOKENS_PER_LINE + 200
-    tokens = prompt + grpo.max_new_tokens
+    gpu, shape = GPUS[options["--gpu"]], model_shape(cfg, SHARED)
     world = int(options["--gpus"]) or (cfg.cluster.nodes * cfg.cluster.ranks_per_node if cfg.cluster.kind == "slurm"
                                        else cfg.train.devices * cfg.train.num_nodes)
-    dtype_bytes = 4 if measure else 2
-    parts = memory(shape, cfg.size.quantization, cfg.size.lora.rank, grpo.micro_batch_size, prompt, grpo.max_new_tokens,
-                   grpo.group_size, grpo.logprob_chunk, grpo.prompts_per_step * grpo.group_size, grpo.engine == "vllm",
-                   grpo.gradient_checkpointing, dtype_bytes)
+    fit = stage_memory(cfg, stage, shape, gpu, int(options["--prompt-tokens"]), dtype_bytes=4 if measure else 2)
+    parts, prompt = fit["parts"], fit["prompt_tokens"]
+    tokens = prompt + grpo.max_new_tokens
     print(f"{cfg.size.name} {stage}: {shape.params / 1e9:.2f} B params ({shape.layers} layers, hidden {shape.hidden}, "
           f"vocab {shape.vocab}), LoRA r={cfg.size.lora.rank}: {lora_params(shape, cfg.size.lora.rank) / 1e6:.1f} M params")
     print(f"per rank and step: B={grpo.prompts_per_step} prompts x G={grpo.group_size}, P={prompt} + C={grpo.max_new_tokens} "
@@ -94,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     print("memory per GPU (estimate):")
     for name, value in parts.items():
         print(f"  {name:22} {value / GIB:8.2f} GiB")
-    total = sum(parts.values())
-    floor = total - parts.get("vLLM KV cache", 0.0)   # vLLM runs fewer rollouts at once when it has less KV room
-    print(f"  {'total':22} {total / GIB:8.2f} GiB with every rollout of the step in flight; {floor / GIB:.2f} GiB "
-          f"before any KV cache; GPU: {gpu.memory_gib} GiB ({gpu.name})"
-          + ("" if total / GIB <= gpu.memory_gib else "  -> does NOT fit" if floor / GIB > gpu.memory_gib
-             else "  -> fits, with fewer rollouts decoded at once"))
+    print(f"  {'total':22} {fit['total_gib']:8.2f} GiB with every rollout of the step in flight; {fit['floor_gib']:.2f} GiB "
+          f"before any KV cache; GPU: {gpu.memory_gib} GiB ({gpu.name})  -> {fit['verdict']}")
     if grpo.engine == "vllm":
         budget = grpo.vllm_gpu_memory_utilization * gpu.memory_gib
         need = (parts["vLLM weights (bf16)"] + parts["vLLM KV cache"]) / GIB
@@ -118,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{world} GPUs = {grpo.max_steps * step / 3600:.1f} h wall, {hours:.0f} GPU-hours (oracle time not included)")
     if measure:
         measured = measured_cpu_peak_mib(grpo, prompt)
-        print(f"\nCPU check (fp32): estimated {total / 2**20:.0f} MiB, measured peak RSS growth over one step "
+        print(f"\nCPU check (fp32): estimated {fit['total_gib'] * 1024:.0f} MiB, measured peak RSS growth over one step "
               f"{measured:.0f} MiB (peak RSS less the RSS before the model was built; includes generation buffers, "
               "LoRA/optimizer set-up and the allocator's slack)")
     return 0

@@ -11,7 +11,9 @@ if interrupted) and writes runs/<run.name>/results.md.
 cluster=slurm (options under cluster.*, configs/cluster/slurm.yaml) submits one job per stage
 through submitit, prints how to follow them, then watches them until they end: exit 0 if every
 stage COMPLETED, else 1 naming the failed stage and its log (later stages are cancelled).
-Ctrl-C stops watching, not the jobs; --detach returns right after submitting.
+Ctrl-C stops watching, not the jobs; --detach returns right after submitting. With
+cluster.gpu=h100|h200|a100 it first prints each stage's memory estimate on that GPU and submits
+nothing if a stage cannot fit even before any KV cache (lit_verbrec/launch/plan.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from lit_verbrec.config.cli import parse_cli, run_folder
 from lit_verbrec.launch.local import run_local
 
 FLAGS = ("--dry-run", "--detach")
+STAGES = {"verbalizer": ("verbalizer",), "reasoner": ("reasoner",), "both": ("verbalizer", "reasoner")}
+SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"   # offline model configs, if there
 
 
 def status_main(argv: list[str]) -> int:
@@ -37,10 +41,41 @@ def status_main(argv: list[str]) -> int:
         return 2
 
 
+def memory_check(cfg) -> bool:
+    """With cluster.gpu set: print each stage's memory estimate on that GPU (lit_verbrec/launch/plan.py);
+    False, with the reason on stderr, when a stage cannot fit even before any KV cache."""
+    from lit_verbrec.launch.plan import GPUS, model_shape, stage_memory
+
+    if not cfg.cluster.gpu or not cfg.cluster.gpus_per_node:
+        return True
+    gpu = GPUS[cfg.cluster.gpu]
+    try:
+        shape = model_shape(cfg, SHARED_CONFIGS)
+    except OSError as err:   # no local config and no hub: say so, do not block the submission
+        print(f"memory check skipped: cannot read {cfg.size.model}'s config ({err})", file=sys.stderr)
+        return True
+    fits = True
+    for stage in STAGES[cfg.stage.name]:
+        fit = stage_memory(cfg, stage, shape, gpu)
+        line = (f"memory estimate, {stage} on one {gpu.name} ({gpu.memory_gib} GiB): {fit['floor_gib']:.0f} GiB before "
+                f"any KV cache, {fit['total_gib']:.0f} GiB with every rollout in flight -> {fit['verdict']}")
+        if fit["verdict"] == "does NOT fit":
+            fits = False
+            print(f"{line}\nnot submitted: see `python tools/plan.py size={cfg.size.name} stage={stage} --gpu {gpu.name}` "
+                  f"for the parts; a GPU with more memory (cluster.gpu), {stage}.grpo.engine=hf (no second copy of the "
+                  f"weights), or smaller {stage}.grpo.prompts_per_step / micro_batch_size / max_new_tokens; "
+                  "cluster.gpu='' skips this check", file=sys.stderr)
+        else:
+            print(line)
+    return fits
+
+
 def slurm_main(cfg, flags: set[str]) -> int:
     from lit_verbrec.launch.slurm import dry_run, submit
     from lit_verbrec.launch.slurm_watch import watch
 
+    if not memory_check(cfg):
+        return 2
     if "--dry-run" in flags:
         print(dry_run(cfg))
         return 0

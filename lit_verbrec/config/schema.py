@@ -130,6 +130,10 @@ class StageConfig:
         return ["verbalizer", "reasoner"] if self.name == "both" else [self.name]
 
 
+GPU_MODELS = ("", "h100", "h200", "a100")
+"""cluster.gpu choices: the GPUs lit_verbrec.launch.plan.GPUS describes (a test keeps the two equal)."""
+
+
 @dataclass
 class ClusterConfig:
     kind: str = "local"
@@ -154,6 +158,9 @@ class ClusterConfig:
     """slurm: memory per node in GB; 0: the cluster default."""
     constraint: str = ""
     """slurm: node feature constraint, e.g. h100; empty: none."""
+    gpu: str = ""
+    """slurm: the nodes' GPU model (h100, h200, a100) for a memory estimate before submitting: a stage
+    whose estimate exceeds the GPU even before any KV cache is not submitted (launch/plan.py); empty: no check."""
     extra_sbatch: list[str] = field(default_factory=list)
     """slurm: extra sbatch options, written as given after `#SBATCH `, e.g. --exclusive."""
     setup: list[str] = field(default_factory=list)
@@ -172,6 +179,7 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         choice(self.kind, "cluster.kind", ("local", "slurm"))
+        choice(self.gpu, "cluster.gpu", GPU_MODELS)
         for name in ("time_min", "nodes", "cpus_per_task", "signal_delay_s"):
             require(getattr(self, name) > 0, f"cluster.{name}", "must be positive")
         for name in ("gpus_per_node", "tasks_per_node", "mem_gb"):

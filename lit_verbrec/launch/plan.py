@@ -30,9 +30,12 @@ The oracle's time (stage 1) is not included: it runs on other hardware and overl
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 GIB = 1024 ** 3
+TOKENS_PER_LINE = 45   # a template line in Qwen3's tokenizer, measured on the synthetic log (about 40-50)
 LORA_PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
 
 
@@ -130,3 +133,33 @@ def step_seconds(shape: Shape, gpu: GPU, quantization: str, prompts: int, group:
         "train": 6 * n * sequences * tokens / flops,
         "reference": (2 * n * sequences * tokens / flops) if beta > 0 else 0.0,
     }
+
+
+def model_shape(cfg, configs_dir: Path | None = None) -> Shape:
+    """The stage model's shape: size.tiny's architecture, Qwen3-{8B,32B}.config.json in `configs_dir`
+    (../shared/qwen3-tokenizer offline), else size.model's config.json (a local folder or the hub)."""
+    if cfg.size.name == "tiny":
+        t = cfg.size.tiny
+        return Shape(t.num_hidden_layers, t.hidden_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim,
+                     t.intermediate_size, 151936 if cfg.size.tokenizer != "builtin" else 4096, False)
+    local = configs_dir / f"Qwen3-{cfg.size.name.upper()}.config.json" if configs_dir else None
+    if local is not None and local.is_file():
+        return Shape.from_config(json.loads(local.read_text()))
+    from transformers import AutoConfig
+
+    return Shape.from_config(AutoConfig.from_pretrained(cfg.size.model).to_dict())
+
+
+def stage_memory(cfg, stage: str, shape: Shape, gpu: GPU, prompt_tokens: int = 0, dtype_bytes: int = 2) -> dict:
+    """{"parts": bytes by part, "total_gib", "floor_gib" (before any KV cache), "verdict"} of one stage on `gpu`.
+    prompt_tokens 0: history_len template lines of TOKENS_PER_LINE plus 200 for the instructions."""
+    grpo = cfg.verbalizer.grpo if stage == "verbalizer" else cfg.reasoner.grpo
+    prompt = prompt_tokens or cfg.data.examples.history_len * TOKENS_PER_LINE + 200
+    parts = memory(shape, cfg.size.quantization, cfg.size.lora.rank, grpo.micro_batch_size, prompt, grpo.max_new_tokens,
+                   grpo.group_size, grpo.logprob_chunk, grpo.prompts_per_step * grpo.group_size, grpo.engine == "vllm",
+                   grpo.gradient_checkpointing, dtype_bytes)
+    total = sum(parts.values()) / GIB
+    floor = total - parts.get("vLLM KV cache", 0.0) / GIB   # vLLM decodes fewer rollouts at once with less KV room
+    verdict = ("fits" if total <= gpu.memory_gib else "fits, with fewer rollouts decoded at once"
+               if floor <= gpu.memory_gib else "does NOT fit")
+    return {"parts": parts, "total_gib": total, "floor_gib": floor, "verdict": verdict, "prompt_tokens": prompt}

@@ -55,3 +55,24 @@ def test_plan_prints_the_arithmetic_for_32b():
     out = result.stdout
     assert "32.76 B params" in out and "LoRA + grads + AdamW" in out and "vLLM KV cache" in out
     assert "does NOT fit" in out and "GPU-hours" in out
+
+
+def test_cluster_gpu_choices_are_the_gpus_the_model_knows():
+    from lit_verbrec.config.schema import GPU_MODELS
+
+    assert set(GPU_MODELS) == {"", *GPUS}
+
+
+@pytest.mark.parametrize(("gpu", "code"), [("h100", 2), ("h200", 0)])
+def test_submit_refuses_a_stage_that_cannot_fit_its_gpu(gpu, code):
+    """32b's vLLM engine holds a bf16 copy of the weights (61 GiB) beside the NF4 policy: over an
+    H100's 80 GiB before any KV cache, so nothing is submitted; an H200 takes it."""
+    result = subprocess.run([sys.executable, ROOT / "tools" / "submit.py", "stage=both", "size=32b", "cluster=slurm",
+                             f"cluster.gpu={gpu}", "--dry-run"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == code, result.stderr[-2000:]
+    if code:
+        assert "memory estimate, verbalizer on one h100 (80 GiB): 96 GiB before any KV cache" in result.stderr
+        assert "does NOT fit" in result.stderr and "not submitted" in result.stderr
+        assert "#SBATCH" not in result.stdout
+    else:
+        assert "memory estimate, verbalizer on one h200 (141 GiB)" in result.stdout and "#SBATCH" in result.stdout
