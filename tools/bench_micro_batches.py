@@ -49,8 +49,8 @@ def make_rollout(prompts: int, group: int, seed: int = 0) -> Rollout:
 
 def padded_plan(rollout: Rollout, size: int) -> list[MicroBatch]:
     n = rollout.num_sequences
-    return [MicroBatch(rows=torch.arange(i, min(i + size, n)), prompt_from=0,
-                       completion_to=rollout.completion_ids.shape[1]) for i in range(0, n, size)]
+    return [MicroBatch(rows=torch.arange(i, min(i + size, n)), row_list=tuple(range(i, min(i + size, n))),
+                       prompt_from=0, completion_to=rollout.completion_ids.shape[1]) for i in range(0, n, size)]
 
 
 def update(model, rollout: Rollout, plan: list[MicroBatch]) -> tuple[float, float]:

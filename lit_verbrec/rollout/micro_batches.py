@@ -13,12 +13,12 @@ length are put together so that there is little left to pad:
 
 Dropping columns that are padding in every row of a micro-batch changes no log-prob: positions
 are counted from the masks (left padding) and attention is causal. The plan is computed on the
-host once per step (one device sync), not once per micro-batch.
+host once per step (one device sync and one copy back), not once per micro-batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,13 +29,14 @@ COMPLETION_COLUMNS = ("completion_ids", "completion_mask", "target_ids", "loss_m
 
 @dataclass(frozen=True)
 class MicroBatch:
-    rows: torch.Tensor   # [n] long, rows of the rollout (a CPU tensor)
-    prompt_from: int     # first prompt column any of these rows uses (left padding before it)
-    completion_to: int   # one past the last completion column any of these rows uses
+    rows: torch.Tensor        # [n] long, rows of the rollout, on its device (indexing needs no host copy)
+    row_list: tuple[int, ...]  # the same rows on the host (for per-row Python lists such as texts)
+    prompt_from: int          # first prompt column any of these rows uses (left padding before it)
+    completion_to: int        # one past the last completion column any of these rows uses
 
     @property
     def size(self) -> int:
-        return len(self.rows)
+        return len(self.row_list)
 
 
 def plan_micro_batches(prompt_mask: torch.Tensor, completion_mask: torch.Tensor, group: torch.Tensor,
@@ -56,10 +57,11 @@ def plan_micro_batches(prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
     key = {g: max(prompt_len[r] + completion_end[r] for r in rows) for g, rows in rows_of.items()}
     order = [r for g in sorted(rows_of, key=lambda g: -key[g]) for r in rows_of[g]]   # stable: ties keep group order
 
+    on_device = torch.tensor(order).to(group.device)   # one copy per step; each micro-batch is a view of it
     plan = []
     for start in range(0, len(order), size):
         rows = order[start:start + size]
-        plan.append(MicroBatch(rows=torch.tensor(rows),   # on the host: indexes device tensors without a sync
+        plan.append(MicroBatch(rows=on_device[start:start + size], row_list=tuple(rows),
                                prompt_from=min(prompt_start[r] for r in rows),
                                completion_to=max(completion_end[r] for r in rows)))
     return plan
@@ -67,11 +69,12 @@ def plan_micro_batches(prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
 
 def take(rollout: Rollout, part: MicroBatch) -> Rollout:
     """The micro-batch's rows of `rollout`, without the columns none of them uses."""
-    sub = rollout.rows(part.rows)
-    sub.prompt_ids = sub.prompt_ids[:, part.prompt_from:]                          # [n, P']
-    sub.prompt_mask = sub.prompt_mask[:, part.prompt_from:]                        # [n, P']
-    for name in COMPLETION_COLUMNS:                                                # [n, C']
-        value = getattr(sub, name)
-        if value is not None:
-            setattr(sub, name, value[:, :part.completion_to])
-    return sub
+    def rows(name: str, columns: slice = slice(None)):
+        value = getattr(rollout, name)
+        return None if value is None else value[part.rows][..., columns]
+
+    return replace(rollout, prompt_ids=rows("prompt_ids", slice(part.prompt_from, None)),              # [n, P']
+                   prompt_mask=rows("prompt_mask", slice(part.prompt_from, None)),                    # [n, P']
+                   **{name: rows(name, slice(0, part.completion_to)) for name in COMPLETION_COLUMNS},  # [n, C']
+                   group=rows("group"), rewards=rows("rewards"), advantages=rows("advantages"),        # [n]
+                   texts=[rollout.texts[i] for i in part.row_list])

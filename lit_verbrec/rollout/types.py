@@ -53,17 +53,3 @@ class Rollout:
     @property
     def num_sequences(self) -> int:
         return self.completion_ids.shape[0]
-
-    def rows(self, index: torch.Tensor | slice) -> Rollout:
-        """A sub-rollout of the given rows (micro-batching); per-row tensors and lists are sliced."""
-        def take(value):
-            if value is None:
-                return None
-            if isinstance(value, torch.Tensor):
-                return value[index]
-            if isinstance(index, slice):
-                return value[index]
-            return [value[i] for i in index.tolist()]
-        return replace(self, **{name: take(getattr(self, name)) for name in (
-            "prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "texts", "group", "target_ids", "loss_mask",
-            "rewards", "advantages", "old_logprobs", "ref_logprobs")}, info=self.info)

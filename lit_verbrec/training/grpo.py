@@ -22,7 +22,6 @@ written (`on_save_checkpoint`), and loading is non-strict for the same reason.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import lightning.pytorch as pl
 import torch
@@ -117,7 +116,7 @@ class GRPOModule(pl.LightningModule):
         normalizer = step_normalizer(g.loss_type, rollout.loss_mask, g.max_new_tokens, self.mean_over_ranks)
         parts = self.micro_batches(rollout)
         for _ in range(g.mu):
-            sums: dict[str, float] = defaultdict(float)
+            sums: dict[str, torch.Tensor] = {}   # on the device: no host sync inside the micro-batch loop
             for i, part in enumerate(parts):
                 mb = take(rollout, part)
                 with optimizer.toggle_model(sync_grad=i == len(parts) - 1):
@@ -130,8 +129,9 @@ class GRPOModule(pl.LightningModule):
                                        normalizer=normalizer)
                     self.manual_backward(result["loss"])
                 share = part.size / n
-                for key, value in result.items():
-                    sums[key] += float(value.detach() if torch.is_tensor(value) else value) * (1.0 if key == "loss" else share)
+                for key, value in result.items():   # loss: already a share of the step; metrics: weighted by rows
+                    weighted = value.detach() * (1.0 if key == "loss" else share)
+                    sums[key] = sums[key] + weighted if key in sums else weighted
             if g.max_grad_norm > 0:
                 self.clip_gradients(optimizer, gradient_clip_val=g.max_grad_norm, gradient_clip_algorithm="norm")
             optimizer.step()

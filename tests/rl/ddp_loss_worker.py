@@ -9,6 +9,8 @@ gradient of the per-token log-probs of the whole batch [N, C] (rank 0).
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -48,8 +50,8 @@ def mean_over_ranks(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
-def worker(rank: int, out: str, loss_type: str, mode: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=2)
+def worker(rank: int, out: str, loss_type: str, mode: str, port: int) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     b = batch()
     model = torch.nn.parallel.DistributedDataParallel(PerTokenLogprobs(b["logprobs"]))
     rows = slice(0, N // 2) if rank == 0 else slice(N // 2, N)
@@ -61,8 +63,19 @@ def worker(rank: int, out: str, loss_type: str, mode: str) -> None:
     loss.backward()                                   # DDP all-reduces (averages) the gradient here
     if rank == 0:
         torch.save(model.module.logprobs.grad, Path(out) / "grad.pt")
+    dist.barrier()                                    # leave together
     dist.destroy_process_group()
+    # The result is written. Leave without the interpreter's teardown: about one exit in three
+    # aborted there ("terminate called without an active exception", no Python frame left) in
+    # torch's C++ threads, which would fail the test after its work was done.
+    os._exit(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 if __name__ == "__main__":
-    mp.spawn(worker, args=tuple(sys.argv[1:4]), nprocs=2)
+    mp.spawn(worker, args=(*sys.argv[1:4], free_port()), nprocs=2)
