@@ -68,9 +68,12 @@ def wait_until(job_id: str, states: tuple[str, ...], timeout: float = 300) -> di
 
 
 def logged_steps(stage_dir: Path) -> list[list[int]]:
-    """The steps in each attempt's metrics.csv (version_0 = first attempt, version_1 = after requeue)."""
+    """The training steps in each attempt's metrics.csv (version_0 = first attempt, version_1 = after
+    requeue). Training rows only: the decision probe and validation log at step boundaries under the
+    step count after that step, so a stop at a multiple of their interval would add that number."""
     versions = sorted((stage_dir / "logs" / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
-    return [sorted({int(r["step"]) for r in csv.DictReader(open(v)) if r.get("step")}) for v in versions]
+    return [sorted({int(r["step"]) for r in csv.DictReader(open(v)) if r.get("step") and r.get("train/loss")})
+            for v in versions]
 
 
 def requeue_now(job_id: str) -> None:
