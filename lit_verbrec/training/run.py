@@ -117,6 +117,9 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     # With manual optimisation Lightning warns that a step checkpoint holds the weights *after*
     # the step: exactly what resuming at that global step needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    # A local run on a machine with Slurm's client installed (a login node) is not a Slurm job;
+    # Lightning's hint to prepend `srun` would point the user the wrong way (cluster=slurm does that).
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
     devices, nodes = cfg.train.devices, cfg.train.num_nodes
     plugins, distributed = [AtomicCheckpointIO()], []   # distributed: callbacks only Slurm or multi-rank runs need
     if SLURMEnvironment.detect():

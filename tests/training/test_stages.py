@@ -130,3 +130,4 @@ def test_submit_both_stages_locally_leaves_a_complete_run_folder(tmp_path):
     assert trained["input"] == "verbalized" and trained["computed"] > 0
     assert results[1]["texts"]["computed"] == 0 and results[1]["texts"]["reused"] == 24   # evaluation: all cached
     assert "stage 2 read" in result.stdout and "from the cache during training" in result.stdout
+    assert "prepend your python command with `srun`" not in result.stderr   # a local run is not a Slurm job
