@@ -25,7 +25,6 @@ from lit_verbrec.config.cli import parse_cli, run_folder
 from lit_verbrec.launch.local import run_local
 
 FLAGS = ("--dry-run", "--detach")
-STAGES = {"verbalizer": ("verbalizer",), "reasoner": ("reasoner",), "both": ("verbalizer", "reasoner")}
 SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"   # offline model configs, if there
 
 
@@ -55,7 +54,7 @@ def memory_check(cfg) -> bool:
         print(f"memory check skipped: cannot read {cfg.size.model}'s config ({err})", file=sys.stderr)
         return True
     fits = True
-    for stage in STAGES[cfg.stage.name]:
+    for stage in cfg.stage.stages:
         fit = stage_memory(cfg, stage, shape, gpu)
         line = (f"memory estimate, {stage} on one {gpu.name} ({gpu.memory_gib} GiB): {fit['floor_gib']:.0f} GiB before "
                 f"any KV cache, {fit['total_gib']:.0f} GiB with every rollout in flight -> {fit['verdict']}")

@@ -43,7 +43,7 @@ class FactorisedSlotSampler:
         temperature = slot_temperature(params, greedy)
         generator = None if params.seed is None else torch.Generator(self.model.device).manual_seed(params.seed)
         fed = [spec.completion([0] * spec.num_slots) for spec in specs]     # placeholders: each slot's allowed[0]
-        log_probs = self._slot_log_probs(prompts, fed, specs, temperature)   # B x [S_b, A]
+        log_probs = self.slot_log_probs(prompts, fed, specs, temperature)   # B x [S_b, A]
         n = params.n
         completions, targets, choices, chosen_logprobs, positions = [], [], [], [], []
         for (tokens, slot_positions), spec, lp in zip(fed, specs, log_probs):
@@ -68,7 +68,7 @@ class FactorisedSlotSampler:
         rollout.target_ids = target_ids
         return rollout
 
-    def _slot_log_probs(self, prompts, fed, specs, temperature: float) -> list[torch.Tensor]:
+    def slot_log_probs(self, prompts, fed, specs, temperature: float) -> list[torch.Tensor]:
         """Per prompt, [S, A] log-probs of each slot's allowed tokens (-inf past a slot's own count)."""
         out: list[torch.Tensor] = []
         decoder, weight = decoder_and_head(self.model)      # logits only at the slots: never [U, T, V]

@@ -13,7 +13,7 @@ length are put together so that there is little left to pad:
 
 Dropping columns that are padding in every row of a micro-batch changes no log-prob: positions
 are counted from the masks (left padding) and attention is causal. The plan is computed on the
-host once per step (one device sync and one copy back), not once per micro-batch.
+host once per step (one device sync, one index copy to the device), not once per micro-batch.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def decision_probabilities(verbalizer, examples: list[dict]) -> dict[str, float]
     sampler = FactorisedSlotSampler(verbalizer.policy, verbalizer.tokenizer)
     specs = verbalizer.specs(examples)
     fed = [spec.completion([0] * spec.num_slots) for spec in specs]
-    log_probs = sampler._slot_log_probs(verbalizer.prompts(examples), fed, specs, temperature=1.0)  # B x [2L, 2]
+    log_probs = sampler.slot_log_probs(verbalizer.prompts(examples), fed, specs, temperature=1.0)  # B x [2L, 2]
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])   # class -> [keep, enrich, lines]
     for example, lp in zip(examples, log_probs):
         p_one = lp[:, 1].exp()                                            # [2L] P(decision = "1")

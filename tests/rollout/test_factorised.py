@@ -84,6 +84,6 @@ def test_greedy_takes_each_slots_argmax_and_is_one_forward_per_prompt_block(setu
     monkeypatch.setattr(model.get_base_model().model, "forward", lambda *a, **k: calls.append(1) or decoder_forward(*a, **k))
     rollout = sampler.generate(prompts, specs, SamplingParams(n=3, max_new_tokens=1), greedy=True)
     assert len(calls) == 1                                                           # 3 prompts x 3 rows: one call
-    log_probs = sampler._slot_log_probs(prompts, [s.completion([0] * s.num_slots) for s in specs], specs, 1.0)
+    log_probs = sampler.slot_log_probs(prompts, [s.completion([0] * s.num_slots) for s in specs], specs, 1.0)
     for b in range(3):
         assert rollout.info["slots"][3 * b, :specs[b].num_slots].tolist() == log_probs[b].argmax(-1).tolist()

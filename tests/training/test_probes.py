@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from lit_verbrec.config.compose import compose
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.training.probes import decision_probabilities, line_class
-from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
 from lit_verbrec.training.verbalizers import ActionVerbalizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_runs import prepared_tiny_run  # noqa: E402
 
 TINY = ["data.synthetic.users=20", "data.synthetic.interactions_per_user=30", "data.synthetic.movies=200",
         "data.synthetic.series=20", "data.examples.history_len=8"]
@@ -18,10 +22,7 @@ TINY = ["data.synthetic.users=20", "data.synthetic.interactions_per_user=30", "d
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    cfg = compose([f"run.root={tmp_path_factory.mktemp('runs')}", *TINY])
-    paths = RunPaths.of(cfg)
-    train, catalog = load_examples(prepared_folder(cfg, paths), "train")
-    tokenizer = run_tokenizer(cfg, paths, train, catalog)
+    cfg, train, catalog, tokenizer = prepared_tiny_run(tmp_path_factory.mktemp("runs"), TINY)
     policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=False, seed=0)
     return ActionVerbalizer(policy, tokenizer, catalog, full_lines=True, factorised=True), train[:4]
 

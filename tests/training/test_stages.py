@@ -12,15 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lit_verbrec.config.compose import compose
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.text.actions import parse_actions
 from lit_verbrec.training.cache import VerbalizationCache
 from lit_verbrec.training.reasoner import ReasonerGRPO
-from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
 from lit_verbrec.training.verbalizers import ActionVerbalizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_runs import prepared_tiny_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic.users=40", "data.synthetic.interactions_per_user=30", "data.synthetic.movies=200",
@@ -33,11 +34,7 @@ TINY = ["data.synthetic.users=40", "data.synthetic.interactions_per_user=30", "d
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    cfg = compose([f"run.root={tmp_path_factory.mktemp('runs')}", *TINY])
-    paths = RunPaths.of(cfg)
-    train, catalog = load_examples(prepared_folder(cfg, paths), "train")
-    tokenizer = run_tokenizer(cfg, paths, train, catalog)
-    return cfg, train, catalog, tokenizer
+    return prepared_tiny_run(tmp_path_factory.mktemp("runs"), TINY)
 
 
 def test_action_verbalizer_samples_are_valid_action_lists_for_any_seed(tiny_run):
