@@ -18,6 +18,7 @@ at once: tests check the client's concurrency limit with it). Backends:
 Faults, drawn independently per request after the latency: --error-rate (HTTP 500),
 --rate-limit-rate (HTTP 429, Retry-After: 0), --garbage-rate (HTTP 200 with truncated JSON,
 no choices or null content). Token usage is a whitespace estimate except for `model`.
+The backends are in tools/oracle_backends.py; this file is the HTTP side, faults and stats.
 The request's model field must be the served name (404 otherwise, as vLLM does).
 """
 
@@ -33,77 +34,9 @@ from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lit_verbrec.data.catalog import Catalog, ItemInfo
-from lit_verbrec.oracle.lexical import lexical_choice
-from lit_verbrec.text.prompts import parse_reasoner_prompt
+from oracle_backends import BACKENDS, ModelBackend, RequestError, echo_backend, lexical_backend
 
 HOST = "127.0.0.1"
-
-
-class RequestError(Exception):
-    """A request the server refuses (4xx): HTTP status and message for the error body."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Reply:
-    """A backend's answer and its token counts (for the usage field)."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-def _user_prompt(messages: list[dict]) -> dict:
-    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or not isinstance(users[-1].get("content"), str):
-        raise RequestError(400, "no user message with text content")
-    try:
-        return parse_reasoner_prompt(users[-1]["content"])
-    except ValueError as error:
-        raise RequestError(400, f"not a reasoner prompt: {error}") from None
-
-
-def _estimate(messages: list[dict], text: str) -> Reply:
-    """Whitespace token counts: enough for the client's usage accounting."""
-    prompt = sum(len(str(m.get("content")).split()) for m in messages if isinstance(m, dict))
-    return Reply(text, prompt, len(text.split()))
-
-
-def lexical_backend(messages: list[dict], max_tokens: int, temperature: float) -> Reply:
-    parsed = _user_prompt(messages)
-    infos = {str(c["number"]): ItemInfo(str(c["number"]), c["title"], c["year"], tuple(c["genres"]),
-                                        tuple(c["tags"]), "movie", None, None)
-             for c in parsed["candidates"]}
-    if not infos:
-        raise RequestError(400, "the prompt lists no candidates")
-    index = lexical_choice(parsed["history"], list(infos), Catalog(infos))
-    return _estimate(messages, f"Answer: {index + 1}")
-
-
-def echo_backend(messages: list[dict], max_tokens: int, temperature: float) -> Reply:
-    return _estimate(messages, _user_prompt(messages)["history"])
-
-
-class ModelBackend:
-    """A transformers causal LM from a local folder; one generate at a time (the model is shared)."""
-
-    def __init__(self, path: Path) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-        self._lock = threading.Lock()
-
-    def __call__(self, messages: list[dict], max_tokens: int, temperature: float) -> Reply:
-        from lit_verbrec.oracle.model import generate_replies
-
-        with self._lock:
-            reply = generate_replies(self.model, self.tokenizer, [messages], max_tokens, temperature)[0]
-        return Reply(reply.text, reply.prompt_tokens, reply.completion_tokens)
 
 
 @dataclass
@@ -261,7 +194,7 @@ def _completion(model: str, text: str | None, prompt_tokens: int, completion_tok
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("lexical", "echo", "model"), default="lexical")
+    parser.add_argument("--backend", choices=BACKENDS, default="lexical")
     parser.add_argument("--model-path", type=Path, help="model backend: a local transformers model folder")
     parser.add_argument("--served-model-name", help="the model name requests must use "
                         "(default: the backend name, or the model folder's name)")
