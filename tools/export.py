@@ -7,8 +7,9 @@
 Reads the run's resolved config (<run>/config.yaml; later key=value arguments override it) and
 the stage's best adapter (adapter-best/, else adapter/). Writes into `out` (default
 <run>/export/<stage>/): adapter/ (peft folder + tokenizer + README.md model card), merged/
-(AutoModelForCausalLM folder; the NF4 base is dequantized to bf16 before the merge, and the
-merged logits are checked against the adapter model's: merged/merge_check.json), and
+(AutoModelForCausalLM folder, bf16; the NF4 base is dequantized and the adapter merged in
+float32, each layer checked against the adapter layer and the saved weights against the merge:
+merged/merge_check.json), and
 distillation.{jsonl,parquet} (lit_verbrec/export/distill.py documents the fields).
 """
 
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             card = model_card(cfg, stage, stage_metrics(run, stage))
             summary["adapter_export"] = str(export_adapter(adapter, out / "adapter", card))
         if "merged" in cfg.export.what:
-            summary["merged"] = export_merged(cfg, adapter, tokenizer, out / "merged", check_ids(cfg, tokenizer),
-                                              cfg.export.check_atol) | {"folder": str(out / "merged")}
+            summary["merged"] = export_merged(cfg, adapter, tokenizer, out / "merged",
+                                              check_ids(cfg, tokenizer)) | {"folder": str(out / "merged")}
         if "distillation" in cfg.export.what:
             if stage != "verbalizer":
                 raise ValueError("export.what=distillation needs export.stage=verbalizer (the cache holds stage 1's texts)")

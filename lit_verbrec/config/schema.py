@@ -195,8 +195,6 @@ class ExportConfig:
     what: list[str] = field(default_factory=lambda: ["adapter", "merged", "distillation"])
     """Artifacts: adapter (peft folder + tokenizer + model card), merged (bf16 checkpoint, NF4 base
     dequantized before the merge), distillation (the verbalization cache as a chat dataset; stage 1 only)."""
-    check_atol: float = 1e-2
-    """Largest |merged logits - adapter model logits| accepted on the check inputs; beyond it export fails."""
     min_reward: float = 0.0
     """distillation: keep rows whose stage-1 reward is at least this (0: all rows)."""
 
@@ -204,7 +202,6 @@ class ExportConfig:
         choice(self.stage, "export.stage", ("verbalizer", "reasoner"))
         for item in self.what:
             choice(item, "export.what", ("adapter", "merged", "distillation"))
-        require(self.check_atol > 0, "export.check_atol", "must be positive")
 
 
 @dataclass

@@ -12,6 +12,11 @@ Before each training step (one batch of B prompts on this rank):
 After each training step the callback hands the new adapter to the engine (adapter-only
 sync: vLLM reloads the LoRA, the transformers engine shares the weights and needs nothing).
 Each rank samples its own prompt shard, so a group never spans ranks.
+
+Every step is seeded: the rollout's sampling seed, and torch's global RNG (the transformers
+engine, LoRA dropout), are a function of (run seed, rank, data position). A seeded run draws
+the same samples each time it runs, and a resumed run the same samples an uninterrupted one
+would have drawn, with no RNG state in the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from lit_verbrec.models.loading import reference_policy, save_adapter
@@ -28,15 +34,25 @@ from lit_verbrec.rollout.micro_batches import take
 from lit_verbrec.rollout.types import Rollout
 
 
+def step_seed(seed: int, rank: int, position: int) -> int:
+    """The 31-bit seed of one rollout, from (run seed, rank, batches done): distinct per rank and
+    per step (numpy's SeedSequence hashes the triple), the same on every run and after a resume."""
+    return int(np.random.SeedSequence([seed, rank, position]).generate_state(1)[0] >> 1)
+
+
 class RolloutCallback(pl.Callback):
-    def __init__(self, sync_dir: str | Path | None = None) -> None:
-        """`sync_dir`: where adapters for the engine are written after each step (engines that need it)."""
+    def __init__(self, sync_dir: str | Path | None = None, seed: int = 0) -> None:
+        """`sync_dir`: where adapters for the engine are written after each step (engines that need it).
+        `seed`: the run's seed; each step's sampling seed derives from it (`step_seed`)."""
         self.sync_dir = Path(sync_dir) if sync_dir else None
+        self.seed = seed
         self.syncs = 0
 
     def on_train_batch_start(self, trainer: pl.Trainer, module, batch, batch_idx: int) -> None:
         cfg = module.grpo
         t0 = time.perf_counter()
+        module.sampling_seed = step_seed(self.seed, trainer.global_rank, module.batches_done)
+        torch.manual_seed(module.sampling_seed)  # also seeds every CUDA device
         module.policy.eval()  # no dropout while sampling and scoring the old/reference policies
         rollout = module.sample(batch)
         t_generate = time.perf_counter() - t0

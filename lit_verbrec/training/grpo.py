@@ -52,6 +52,7 @@ class GRPOModule(pl.LightningModule):
         self.strict_loading = False          # checkpoints hold the trainable weights only
         self.rollout: Rollout | None = None  # set by RolloutCallback before each step
         self.rollout_metrics: dict = {}
+        self.sampling_seed: int | None = None  # set by RolloutCallback before each step (None: unseeded)
         self.batches_done = 0                # prompt batches trained on; where a resumed run's data continues
 
     # --- what a stage defines --------------------------------------------------------------
@@ -95,7 +96,7 @@ class GRPOModule(pl.LightningModule):
     def sampling_params(self) -> SamplingParams:
         g = self.grpo
         return SamplingParams(n=g.group_size, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                              top_p=g.top_p, top_k=g.top_k)
+                              top_p=g.top_p, top_k=g.top_k, seed=self.sampling_seed)
 
     # --- optimisation ------------------------------------------------------------------------
     def micro_batches(self, rollout: Rollout) -> list[MicroBatch]:

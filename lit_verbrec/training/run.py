@@ -134,7 +134,7 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
         # logs/{tensorboard,csv}/version_<attempt>: a resumed run never overwrites an earlier attempt's logs.
         logger=[TensorBoardLogger(stage_dir / "logs", name="tensorboard"), CSVLogger(stage_dir / "logs", name="csv")],
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters"),
+        callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters", seed=cfg.run.seed),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
                    AdapterCheckpoint(stage_dir / "adapter"), *distributed, *callbacks],
     )

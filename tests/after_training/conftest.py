@@ -19,10 +19,7 @@ from finished_runs import train_run  # noqa: E402
 
 @pytest.fixture(scope="session")
 def qlora_run(tmp_path_factory) -> Path:
-    # Qwen3's own init range (0.02), not size=tiny's 0.2: at 0.2 the logits reach +-7, where one bf16 step
-    # is 0.03, so no two bf16 computations of them agree within the 1e-2 the merge check asks for.
-    return train_run(tmp_path_factory.mktemp("qlora"), "size.quantization=nf4", "size.tiny.initializer_range=0.02",
-                  "verbalizer.grpo.lr=2e-2")
+    return train_run(tmp_path_factory.mktemp("qlora"), "size.quantization=nf4", "verbalizer.grpo.lr=2e-2")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from bitsandbytes import functional as bnb_functional
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -18,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finished_runs import run_tool  # noqa: E402
 
 from lit_verbrec.config.compose import compose_run
+from lit_verbrec.export import merge, models
 from lit_verbrec.export.distill import FIELDS
 from lit_verbrec.models.loading import load_base_model
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
@@ -30,7 +33,7 @@ def exported(qlora_run):
     return qlora_run / "export" / "verbalizer"
 
 
-def test_merged_checkpoint_loads_and_matches_the_adapter_model(exported, qlora_run, tmp_path):
+def test_merged_checkpoint_is_the_adapter_merged_into_the_dequantized_base(exported, qlora_run, tmp_path):
     adapter = exported / "adapter"
     lora_b = [v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k]
     assert max(float(b.abs().max()) for b in lora_b) > 0        # a trained adapter: the merge changes weights
@@ -41,15 +44,34 @@ def test_merged_checkpoint_loads_and_matches_the_adapter_model(exported, qlora_r
     assert cfg.size.quantization == "nf4"
     base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=tmp_path)   # the 4-bit base, as trained
     model = PeftModel.from_pretrained(base, adapter).eval()
-    for param in model.parameters():   # the adapter model in bf16, as the export compares it
-        if param.dtype == torch.float32:
-            param.data = param.data.to(torch.bfloat16)
-    ids = torch.tensor([tokenizer("20250817, Sunday, 8 PM, ID: 100112, Play, Duration: 71.86 min")["input_ids"]])
-    with torch.no_grad():
-        diff = (merged(input_ids=ids).logits.float() - model(input_ids=ids).logits.float()).abs().max()
-    assert float(diff) <= 1e-2
+    # peft's own merge arithmetic, independent of export/merge.py: every adapted weight, bit for bit
+    for name, module in model.get_base_model().named_modules():
+        if hasattr(module, "get_delta_weight"):
+            weight = module.get_base_layer().weight
+            dequantized = bnb_functional.dequantize_4bit(weight.data, weight.quant_state).float()
+            expected = (dequantized + module.get_delta_weight("default").float()).to(torch.bfloat16)
+            assert torch.equal(merged.get_parameter(f"{name}.weight"), expected), name
     check = json.loads((exported / "merged" / "merge_check.json").read_text())
-    assert check["max_abs_logit_diff"] <= check["atol"] == 1e-2
+    assert check["merge"]["layers"] == 2 * 7 and check["merge"]["failed"] == []
+    assert check["merge"]["max_ratio_to_bound"] <= 1.0 < check["merge"]["min_adapter_effect"]
+    assert check["bf16_cast_mismatches"] == []
+    assert check["logit_scale"] > 0 and check["max_abs_logit_diff_vs_adapter_bf16"] >= 0   # recorded, not judged
+
+
+def test_export_fails_for_a_wrong_merge(exported, qlora_run, tmp_path, monkeypatch):
+    """Merged with alpha instead of alpha/r: export names the layers, raises, and keeps the report."""
+    def wrong_scaling(layer):
+        lora_a, lora_b, scaling = merge.lora_factors(layer)
+        return merge.base_weight_fp32(layer.get_base_layer()) + 2 * scaling * (lora_b @ lora_a)
+
+    monkeypatch.setattr(models, "merged_state", functools.partial(merge.merged_state, merge=wrong_scaling))
+    cfg = compose_run(qlora_run)
+    adapter = exported / "adapter"
+    ids = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"14 merged layer\(s\) differ .* beyond float32's rounding bound"):
+        models.export_merged(cfg, adapter, AutoTokenizer.from_pretrained(adapter), tmp_path / "merged", ids)
+    check = json.loads((tmp_path / "merged" / "merge_check.json").read_text())
+    assert check["merge"]["max_ratio_to_bound"] > 1.0 and check["bf16_cast_mismatches"] == []
 
 
 def test_adapter_folder_loads_with_peft_and_has_a_model_card(exported, qlora_run, tmp_path):

@@ -51,26 +51,29 @@ def test_too_few_examples_for_one_step_names_the_setting():
 
 
 class Record(pl.Callback):
-    """Records the batch of every step; sends SIGUSR2 to this process after step `signal_at`."""
+    """Records the batch and the sampled completions of every step; sends SIGUSR2 to this process
+    after step `signal_at`."""
 
     def __init__(self, signal_at: int = 0) -> None:
         self.batches, self.signal_at, self.start_step, self.start_adam_steps = [], signal_at, None, None
+        self.samples = []
 
     def on_train_start(self, trainer, module):
         self.start_step = trainer.global_step
         state = trainer.optimizers[0].state
         self.start_adam_steps = {int(s["step"]) for s in state.values()} if state else {0}
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):   # after RolloutCallback's
         self.batches.append(list(batch))
+        self.samples.append(module.rollout.completion_ids.tolist())
 
     def on_train_batch_end(self, trainer, module, *args):
         if trainer.global_step == self.signal_at:
             os.kill(os.getpid(), signal.SIGUSR2)
 
 
-def _fit(steps: int, callbacks: list, ckpt_path: str | None = None) -> pl.Trainer:
-    pl.seed_everything(0)
+def _fit(steps: int, callbacks: list, ckpt_path: str | None = None, seed: int = 0) -> pl.Trainer:
+    pl.seed_everything(seed)   # a resumed process's RNG is where a fresh one starts, not where the run stopped
     tokenizer = toy_tokenizer()
     policy = load_policy(SIZE, tokenizer, gradient_checkpointing=False, seed=0)
     module = ToyModule(policy, tokenizer, HFEngine(policy, tokenizer), GRPOConfig(**{**TOY_GRPO, "max_steps": steps}))
@@ -97,9 +100,12 @@ def test_signal_checkpoints_at_the_step_and_the_resumed_run_continues_there(tmp_
         assert len(first.batches) == 6 and ckpt.is_file()   # stopped right after the step that saw the signal
 
         resumed = Record()
-        trainer = _fit(14, [resumed], ckpt_path=str(ckpt))
+        trainer = _fit(14, [resumed], ckpt_path=str(ckpt), seed=1)
     finally:
         signal.signal(signal.SIGUSR2, previous)
     assert resumed.start_step == 6 and resumed.start_adam_steps == {6}   # global step and optimizer state
     assert first.batches + resumed.batches == straight.batches            # same data, no batch seen twice
+    # each step's sampling is seeded by (run seed, rank, step): the samples of an uninterrupted run
+    assert first.samples + resumed.samples == straight.samples
+    assert len({str(s) for s in straight.samples}) == len(straight.samples)   # and a new draw every step
     assert trainer.global_step == 14 and len(resumed.batches) == 8
