@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/default
+# pytest-xdist workers; tests sharing a session resource stay on one (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint clean
 
@@ -26,7 +28,7 @@ run: setup
 	$(BIN)/python tools/report.py run=$(RUN)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 lint: setup
 	$(BIN)/ruff check lit_verbrec tools tests
