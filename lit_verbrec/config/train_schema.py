@@ -61,6 +61,10 @@ class GRPOConfig:
     """vllm: release the engine's GPU memory between rollouts."""
     gradient_checkpointing: bool = True
     """Recompute activations in backward (QLoRA memory recipe)."""
+    disable_dropout: bool = True
+    """Set every dropout of the policy (LoRA dropout included) to 0, as trl's `disable_dropout`: the
+    trainer's pass then scores the policy that sampled, so the first pass's ratio is exactly 1 and
+    the KL to the reference is 0 at step 0. False keeps `size.lora.dropout` as a regulariser."""
 
     def __post_init__(self) -> None:
         for name in ("group_size", "prompts_per_step", "micro_batch_size", "mu", "max_new_tokens", "max_steps", "logprob_chunk"):

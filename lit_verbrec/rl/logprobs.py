@@ -17,8 +17,9 @@ hidden, W, the targets and one logsumexp per token; backward recomputes each chu
     d z_t    / d h_t = W / tau         so grad_h = (d/dz) @ W / tau, grad_W = (d/dz)^T @ h / tau
 
 Memory is ~chunk x V floats instead of N x T x V. Logits are computed in fp32 (fp64 when the
-inputs are fp64, for gradcheck): rounding them to bf16 biases the log-probs (trl's kernel notes
-the same). The entropy is differentiable too, so that an entropy bonus in the loss
+inputs are fp64, for gradcheck), with autocast switched off inside the kernel so that a
+`bf16-mixed` run gets fp32 logits too: rounding them to bf16 biases the log-probs (trl's kernel
+notes the same). The entropy is differentiable too, so that an entropy bonus in the loss
 (lit_verbrec/rl/losses.py) actually acts; when nothing uses it, backward skips its term.
 
 Sources: trl 1.16 `trl/trainer/utils.py::selective_log_softmax` and
@@ -52,6 +53,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, ids, temperature: float, chunk: int, with_entropy: bool):
+        with torch.autocast(hidden.device.type, enabled=False):   # fp32 logits under bf16-mixed too
+            return _ChunkedLogProbs._forward(ctx, hidden, weight, ids, temperature, chunk, with_entropy)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, ids, temperature: float, chunk: int, with_entropy: bool):
         ctx.set_materialize_grads(False)  # entropy often has no gradient: skip its term then
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         w = weight.to(dtype)                                              # [V, H] upcast once per call
@@ -85,6 +91,11 @@ class _ChunkedLogProbs(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_logp, g_ent):
+        with torch.autocast(ctx.saved_tensors[0].device.type, enabled=False):
+            return _ChunkedLogProbs._backward(ctx, g_logp, g_ent)
+
+    @staticmethod
+    def _backward(ctx, g_logp, g_ent):
         hidden, weight, ids, lse, entropy = ctx.saved_tensors
         need_h, need_w = ctx.needs_input_grad[:2]
         g_ent = g_ent if ctx.with_entropy else None
@@ -170,7 +181,8 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
                         allowed_ids: torch.Tensor | None = None,
                         target_ids: torch.Tensor | None = None,
                         input_groups: torch.Tensor | None = None,
-                        prompt_groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                        prompt_groups: torch.Tensor | None = None,
+                        allowed_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Log-probs of the completion tokens under `model` (plain or PEFT-wrapped HF causal LM).
 
     prompt_ids/prompt_mask [N, P] (left-padded), completion_ids/completion_mask [N, C]
@@ -181,6 +193,8 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     constrained decoder samples from (e.g. the action verbalizer's `0`/`1` slots). Log-probs
     and entropy are then over K, exactly on-policy for the constrained sampler; a completion
     token outside the set gets a meaningless value (such positions carry no loss).
+    `allowed_mask` [N, K] bool narrows it per row: row i's policy is the softmax over the allowed
+    tokens where the mask is true (a reranking prompt with fewer candidates than labels).
 
     `target_ids` [N, C]: score these tokens instead of the fed `completion_ids` (factorised slot
     sampling feeds placeholders and scores the sampled decisions). `input_groups` [N]: rows with
@@ -205,7 +219,8 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
         inverse = inverse.to(completion_ids.device)
     if prompt_groups is not None and not (getattr(decoder, "gradient_checkpointing", False) and decoder.training):
         hidden = _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask, prompt_groups)
-        return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids)
+        return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids,
+                      allowed_mask=allowed_mask)
     P = prompt_ids.shape[1]
     # The last completion token predicts nothing we score, so it is not fed at all.
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)[:, :-1]          # [N, P+C-1]
@@ -216,7 +231,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     out = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=False)
     hidden = out.last_hidden_state[:, P - 1:]     # [N, C, H]: position P-1+t predicts completion token t
-    return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids, inverse)
+    return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids, inverse, allowed_mask)
 
 
 def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,9 +263,10 @@ def _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, comp
 
 
 def _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids,
-           inverse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+           inverse: torch.Tensor | None = None, allowed_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Log-probs (and entropy) of `targets` from `hidden` [N or U, C, H]; `inverse` [N] maps rows to
-    the distinct inputs when hidden holds one entry per distinct input."""
+    the distinct inputs when hidden holds one entry per distinct input; `allowed_mask` [N, K]: the
+    allowed tokens each row may choose among (a subset of allowed_ids)."""
     if allowed_ids is None:
         if inverse is not None:
             hidden = hidden[inverse]              # [U, C, H] -> [N, C, H]
@@ -259,16 +275,26 @@ def _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_id
     # Index of each completion token within the allowed set (0 for tokens outside it).
     match = targets.unsqueeze(-1) == allowed_ids                                 # [N, C, K]
     restricted = match.long().argmax(-1)                                         # [N, C]
-    if inverse is None:
+    if inverse is None and allowed_mask is None:
         return chunked_token_logprobs(hidden, weight[allowed_ids], restricted, temperature, chunk, with_entropy)
-    # Shared inputs and a small allowed set: all K log-probs once per distinct input ([U, C, K]),
-    # then each row picks its own; never a [N, C, H] copy of the hidden states (G times the work).
+    # A small allowed set: all K log-probs once per distinct input ([U, C, K]), then each row picks
+    # its own; never a [N, C, H] copy of the hidden states (G times the work).
     U, C = hidden.shape[:2]
+    full_entropy = with_entropy and allowed_mask is None
     per_k = [chunked_token_logprobs(hidden, weight[allowed_ids], torch.full((U, C), k, device=hidden.device),
-                                    temperature, chunk, with_entropy=with_entropy and k == 0)
+                                    temperature, chunk, with_entropy=full_entropy and k == 0)
              for k in range(len(allowed_ids))]
-    table = torch.stack([o["logprobs"] for o in per_k], dim=-1)                 # [U, C, K]
-    result = {"logprobs": table[inverse].gather(-1, restricted.unsqueeze(-1)).squeeze(-1)}   # [N, C]
+    rows = inverse if inverse is not None else torch.arange(U, device=hidden.device)
+    table = torch.stack([o["logprobs"] for o in per_k], dim=-1)[rows]          # [N, C, K]
+    entropy = per_k[0]["entropy"][rows] if full_entropy else None               # [N, C]
+    if allowed_mask is not None:
+        # log-softmax over the row's own choices: log p_k - logsumexp_{j allowed} log p_j
+        allowed = allowed_mask.to(table.device).bool()[:, None, :]              # [N, 1, K]
+        table = table.masked_fill(~allowed, float("-inf"))
+        table = table - torch.logsumexp(table, dim=-1, keepdim=True)
+        if with_entropy:
+            entropy = -(table.exp() * table.masked_fill(~allowed, 0.0)).sum(-1)  # [N, C]
+    result = {"logprobs": table.gather(-1, restricted.unsqueeze(-1)).squeeze(-1)}   # [N, C]
     if with_entropy:
-        result["entropy"] = per_k[0]["entropy"][inverse]                         # [N, C]
+        result["entropy"] = entropy
     return result

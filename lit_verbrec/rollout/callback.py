@@ -54,9 +54,15 @@ class RolloutCallback(pl.Callback):
         module.sampling_seed = step_seed(self.seed, trainer.global_rank, module.batches_done)
         torch.manual_seed(module.sampling_seed)  # also seeds every CUDA device
         module.policy.eval()  # no dropout while sampling and scoring the old/reference policies
-        rollout = module.sample(batch)
+        # every pass of the policy in the precision the training step runs in (bf16-mixed: autocast)
+        precision = trainer.precision_plugin.train_step_context
+        with precision():
+            rollout = module.sample(batch)
         t_generate = time.perf_counter() - t0
-        scores = module.score(batch, rollout)
+        # scored where the engine built it (the CPU), then moved: the trainer's passes and the
+        # collectives (NCCL takes CUDA tensors only) run on the model's device
+        scores = {k: v.to(module.device) for k, v in module.score(batch, rollout).items()}
+        rollout = rollout.to(module.device)
         rewards = scores["reward"].float()                                     # [N]
         all_rewards = module.all_gather(rewards).reshape(-1)                    # [world * N], rank-major
         stats = group_advantages(all_rewards, cfg.group_size, cfg.scale_rewards, cfg.advantage_eps)
@@ -67,7 +73,7 @@ class RolloutCallback(pl.Callback):
         mask = module.loss_mask(batch, rollout)
         rollout.loss_mask = rollout.completion_mask if mask is None else mask
         t_score = time.perf_counter() - t0 - t_generate
-        with torch.no_grad():
+        with torch.no_grad(), precision():
             if cfg.mu > 1:  # with one pass the ratio's denominator is the current policy itself
                 rollout.old_logprobs = self._logprobs(module, rollout)
             if cfg.beta > 0:

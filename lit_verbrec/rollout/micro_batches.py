@@ -77,4 +77,5 @@ def take(rollout: Rollout, part: MicroBatch) -> Rollout:
                    prompt_mask=rows("prompt_mask", slice(part.prompt_from, None)),                    # [n, P']
                    **{name: rows(name, slice(0, part.completion_to)) for name in COMPLETION_COLUMNS},  # [n, C']
                    group=rows("group"), rewards=rows("rewards"), advantages=rows("advantages"),        # [n]
+                   allowed_mask=rows("allowed_mask"),                                                  # [n, K]
                    texts=[rollout.texts[i] for i in part.row_list])

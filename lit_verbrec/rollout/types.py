@@ -7,7 +7,7 @@ P = longest prompt (left-padded), C = longest completion (right-padded).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
@@ -48,7 +48,16 @@ class Rollout:
     advantages: torch.Tensor | None = None     # [N] float
     old_logprobs: torch.Tensor | None = None   # [N, C] float, from the trainer's model before the update
     ref_logprobs: torch.Tensor | None = None   # [N, C] float, adapter disabled; None when beta = 0
+    allowed_mask: torch.Tensor | None = None   # [N, K] bool, the allowed tokens each row chose among (a subset
+    #                                            of the module's allowed_token_ids); None: all K
     info: dict = field(default_factory=dict)   # per-rollout extras (reward parts, engine timings)
+
+    def to(self, device: torch.device | str) -> Rollout:
+        """The same rollout with every tensor field on `device` (engines build rollouts on the CPU;
+        the trainer's passes and the rank collectives need them on the model's device)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **moved)
 
     @property
     def num_sequences(self) -> int:

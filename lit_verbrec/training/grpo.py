@@ -41,10 +41,19 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}[schedule]
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """p = 0 for every dropout layer of `model` (LoRA's included), in place."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
 class GRPOModule(pl.LightningModule):
     def __init__(self, policy: torch.nn.Module, tokenizer, engine, grpo: GRPOConfig) -> None:
         super().__init__()
         self.policy = policy
+        if grpo.disable_dropout and policy is not None:
+            disable_dropout(policy)
         self.tokenizer = tokenizer
         self.engine = engine
         self.grpo = grpo
@@ -91,7 +100,8 @@ class GRPOModule(pl.LightningModule):
                                    # factorised sampling: a group's rows share their inputs, one forward each;
                                    # free sampling: they share the prompt, encoded once per group
                                    input_groups=rollout.group if rollout.target_ids is not None else None,
-                                   prompt_groups=rollout.group if rollout.target_ids is None else None)
+                                   prompt_groups=rollout.group if rollout.target_ids is None else None,
+                                   allowed_mask=rollout.allowed_mask)
 
     def sampling_params(self) -> SamplingParams:
         g = self.grpo

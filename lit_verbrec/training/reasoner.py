@@ -67,6 +67,10 @@ class ReasonerGRPO(GRPOModule):
         # A group's rows differ only in the last token (the letter), which is scored but never fed:
         # naming it as the target lets the trainer run the decoder once per group (rl/logprobs.py).
         rollout.target_ids = rollout.completion_ids
+        # The sampler chose among this prompt's own labels (fewer than K when it has fewer
+        # candidates): the trainer's softmax must cover the same labels to stay on-policy.
+        counts = torch.tensor([len(batch[g]["candidates"]) for g in rollout.group.tolist()])    # [N]
+        rollout.allowed_mask = torch.arange(len(self.labels))[None, :] < counts[:, None]        # [N, K]
         return rollout
 
     def allowed_token_ids(self) -> torch.Tensor | None:

@@ -236,3 +236,38 @@ def test_shared_prompts_encode_each_prompt_once():
     completion_logprobs(model, *batch, prompt_groups=group)
     hook.remove()
     assert seen == [(2, 6), (8, 4)]     # 2 distinct prompts of 6 tokens, then 8 completions of C - 1 tokens
+
+
+def test_logits_stay_float32_under_autocast():
+    """bf16-mixed wraps the training step in autocast: the kernel's logits must not drop to bf16."""
+    hidden, weight, ids = inputs(V=300)
+    plain = chunked_token_logprobs(hidden, weight, ids, with_entropy=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = chunked_token_logprobs(hidden, weight, ids, with_entropy=True)
+        (mixed["logprobs"].sum() + mixed["entropy"].sum()).backward()
+    assert mixed["logprobs"].dtype == torch.float32
+    torch.testing.assert_close(mixed["logprobs"], plain["logprobs"], rtol=0, atol=0)
+    torch.testing.assert_close(mixed["entropy"], plain["entropy"], rtol=0, atol=0)
+    grad = hidden.grad.clone()
+    hidden.grad = None
+    (plain["logprobs"].sum() + plain["entropy"].sum()).backward()
+    torch.testing.assert_close(grad, hidden.grad, rtol=0, atol=0)
+
+
+def test_allowed_mask_is_the_softmax_over_each_rows_own_choices():
+    model = tiny_qwen3()
+    g = torch.Generator().manual_seed(3)
+    allowed = torch.tensor([5, 9, 11, 20])
+    prompt = torch.randint(1, 40, (3, 4), generator=g)
+    completion = allowed[torch.tensor([[0], [2], [1]])]                          # [3, 1] each row's choice
+    row_mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    ones_p, ones_c = torch.ones_like(prompt), torch.ones_like(completion)
+    out = completion_logprobs(model, prompt, ones_p, completion, ones_c, allowed_ids=allowed,
+                              allowed_mask=row_mask, with_entropy=True)
+    with torch.no_grad():
+        logits = model(input_ids=prompt).logits[:, -1, allowed].float()        # [3, K]
+    sub = torch.log_softmax(logits.masked_fill(~row_mask, float("-inf")), -1)
+    expected = sub.gather(-1, torch.tensor([[0], [2], [1]]))
+    torch.testing.assert_close(out["logprobs"], expected, rtol=0, atol=1e-5)
+    entropy = -(sub.exp() * sub.masked_fill(~row_mask, 0)).sum(-1, keepdim=True)
+    torch.testing.assert_close(out["entropy"], entropy, rtol=0, atol=1e-5)

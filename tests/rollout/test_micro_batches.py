@@ -3,6 +3,8 @@ loss and gradients as the whole padded batch."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -92,3 +94,17 @@ def test_trimmed_micro_batches_give_the_whole_batch_loss_and_gradient(loss_type)
     assert total.item() == pytest.approx(whole.item(), abs=1e-6)
     for a, b in zip(torch.autograd.grad(total, lora), whole_grads):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_rollout_to_moves_every_tensor_field():
+    """Engines build rollouts on the CPU; the callback hands the trainer one on the model's device."""
+    rollout = Rollout(prompt_ids=torch.ones(2, 3, dtype=torch.long), prompt_mask=torch.ones(2, 3, dtype=torch.long),
+                      completion_ids=torch.ones(2, 4, dtype=torch.long), completion_mask=torch.ones(2, 4, dtype=torch.long),
+                      texts=["a", "b"], group=torch.zeros(2, dtype=torch.long), rewards=torch.ones(2),
+                      allowed_mask=torch.ones(2, 5, dtype=torch.bool), info={"k": 1})
+    moved = rollout.to("meta")
+    tensors = {f.name for f in fields(Rollout) if isinstance(getattr(rollout, f.name), torch.Tensor)}
+    assert tensors == {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "group", "rewards", "allowed_mask"}
+    assert all(getattr(moved, name).device.type == "meta" for name in tensors)
+    assert moved.texts == ["a", "b"] and moved.info == {"k": 1} and moved.advantages is None
+    assert rollout.prompt_ids.device.type == "cpu"                     # the original is left where it was

@@ -128,3 +128,21 @@ def test_submit_both_stages_locally_leaves_a_complete_run_folder(tmp_path):
     assert results[1]["texts"]["computed"] == 0 and results[1]["texts"]["reused"] == 24   # evaluation: all cached
     assert "stage 2 read" in result.stdout and "from the cache during training" in result.stdout
     assert "prepend your python command with `srun`" not in result.stderr   # a local run is not a Slurm job
+
+
+def test_choice_reasoner_with_fewer_candidates_than_labels_stays_on_policy(tiny_run):
+    """A prompt with 4 candidates: the sampler picks among A-D, and the trainer's softmax covers A-D too."""
+    cfg, train, catalog, tokenizer = tiny_run
+    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=False, seed=0)
+    short = [dict(e, candidates=[e["target"], *[c for c in e["candidates"] if c != e["target"]][:3]], target_index=0)
+             for e in train[:2]]
+    batch = [*short, train[2]]
+    texts = {e["example_id"]: f"history of {e['example_id']}" for e in batch}
+    module = ReasonerGRPO(policy, tokenizer, None, replace(cfg.reasoner.grpo, group_size=8), catalog, texts,
+                          answer="choice", num_candidates=10)
+    rollout = module.sample(batch)
+    assert rollout.allowed_mask.sum(1).tolist() == [4] * 16 + [10] * 8
+    assert module.answers(batch, rollout)[:16].max() < 4
+    mask = rollout.loss_mask.bool()
+    shared = module.sequence_logprobs(rollout)["logprobs"][mask]
+    torch.testing.assert_close(shared, rollout.info["slot_logprobs"][:, 0], rtol=0, atol=1e-4)
