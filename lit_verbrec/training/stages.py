@@ -23,6 +23,7 @@ from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 from lit_verbrec.training.callbacks import ValidationCallback
+from lit_verbrec.training.distributed import rank_seed, setup_rank
 from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
@@ -36,12 +37,6 @@ from lit_verbrec.training.run import (
 )
 from lit_verbrec.training.verbalizer import VerbalizerGRPO
 from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer, TemplateVerbalizer
-
-
-def rank_seed(cfg: Config) -> int:
-    """Each rank samples with its own seed (the same prompts would otherwise get the same samples)."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    return cfg.run.seed + rank
 
 
 def stage_policy(cfg: Config, grpo, tokenizer, stage_dir):
@@ -59,6 +54,11 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
     """hf shares the policy's weights; vllm loads the base (dequantized NF4 when the policy is QLoRA)."""
     if grpo.engine == "hf":
         return HFEngine(policy, tokenizer)
+    rank = setup_rank(cfg)
+    if rank.world_size > 1 and not torch.distributed.is_initialized():
+        raise ValueError("engine=vllm with several ranks needs every rank running before the engine starts "
+                         "(colocated vLLM joins their process group): launch with cluster=slurm, or torchrun "
+                         "(LOCAL_RANK/RANK/WORLD_SIZE set), not train.devices>1 under cluster=local")
     vllm_base = None
     if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
         vllm_base = paths.run / "vllm-base"
@@ -70,6 +70,7 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
 
 def run_verbalizer_stage(cfg: Config) -> dict:
     """Stage 1. Returns {"stage_dir", "adapter", "global_step", "validation": [...]}."""
+    setup_rank(cfg)   # this rank's GPU (and process group) before any model is built
     paths = RunPaths.of(cfg)
     data = prepared_folder(cfg, paths)
     train, catalog = load_examples(data, "train", cfg.train.train_examples)
@@ -127,6 +128,7 @@ def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, 
 
 def run_reasoner_stage(cfg: Config) -> dict:
     """Stage 2. Returns {"stage_dir", "global_step", "validation", "texts": cache counters, "text_lookups"}."""
+    setup_rank(cfg)   # this rank's GPU (and process group) before the frozen verbalizer is built
     paths = RunPaths.of(cfg)
     data = prepared_folder(cfg, paths)
     train, catalog = load_examples(data, "train", cfg.train.train_examples)
