@@ -8,7 +8,7 @@ RUN ?= runs/default
 # pytest-xdist workers; tests sharing a session resource stay on one (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean gpu-check
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+
+# On a GPU node: one GRPO step of each stage on Qwen3-8B's architecture (tools/gpu_check.py).
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py
 
 lint: setup
 	$(BIN)/ruff check lit_verbrec tools tests

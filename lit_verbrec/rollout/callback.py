@@ -87,6 +87,7 @@ class RolloutCallback(pl.Callback):
             "reward/mean": stats["reward_mean"], "reward/std": stats["reward_std"],
             "reward/zero_spread_groups": stats["zero_spread_fraction"], "advantage/std": stats["advantage_std"],
             "completion/length": rollout.completion_mask.sum(1).float().mean(),
+            "tokens/step": (rollout.prompt_mask.sum() + rollout.completion_mask.sum()).float(),   # B*G sequences
             "time/generate_s": t_generate, "time/score_s": t_score,
             "time/old_ref_logprobs_s": time.perf_counter() - t0 - t_generate - t_score, **parts,
         }

@@ -22,6 +22,7 @@ written (`on_save_checkpoint`), and loading is non-strict for the same reason.
 from __future__ import annotations
 
 import math
+import time
 
 import lightning.pytorch as pl
 import torch
@@ -120,6 +121,7 @@ class GRPOModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         rollout, g = self.rollout, self.grpo
+        started = time.perf_counter()
         if rollout is None:
             raise RuntimeError("no rollout: add RolloutCallback to the Trainer's callbacks")
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
@@ -148,7 +150,10 @@ class GRPOModule(pl.LightningModule):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()   # the step's kernels, not their launch, in time/train_s
         metrics = {f"train/{k}": v for k, v in sums.items()} | self.rollout_metrics
+        metrics["time/train_s"] = time.perf_counter() - started
         metrics["train/lr"] = scheduler.get_last_lr()[0]
         self.log_dict({k: float(v) for k, v in metrics.items()}, prog_bar=False, sync_dist=False,
                       batch_size=len(parts))
