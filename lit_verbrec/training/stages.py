@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import torch
 
 from lit_verbrec.config.schema import Config
+from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.models.loading import (
     load_adapter,
     load_base_model,
@@ -23,7 +27,7 @@ from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 from lit_verbrec.training.callbacks import ValidationCallback
-from lit_verbrec.training.distributed import rank_seed, setup_rank
+from lit_verbrec.training.distributed import RankInfo, rank_seed, setup_rank
 from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
@@ -62,10 +66,32 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
     vllm_base = None
     if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
         vllm_base = paths.run / "vllm-base"
-        if not (vllm_base / "config.json").is_file():
-            save_dequantized_base(policy, vllm_base, tokenizer)
+        shared_vllm_base(policy, vllm_base, tokenizer, rank)
         vllm_base = str(vllm_base)
     return make_engine(grpo, cfg.size, policy, tokenizer, rank_seed(cfg), vllm_base=vllm_base)
+
+
+def shared_vllm_base(policy, folder: Path, tokenizer, rank: RankInfo, poll_s: float = 2.0,
+                     timeout_s: float = 3600.0) -> bool:
+    """The dequantized base vLLM loads, written once per run by global rank 0 and atomically
+    (model.safetensors renamed in last, so a killed write never leaves a folder that looks done);
+    every other rank waits for it instead of holding its own host copy of the full state.
+    Returns whether this rank wrote it."""
+    def done() -> bool:
+        return (folder / "model.safetensors").is_file()
+
+    wrote = False
+    if rank.global_rank == 0 and not done():
+        atomic_folder_write(folder, lambda tmp: save_dequantized_base(policy, tmp, tokenizer), last="model.safetensors")
+        wrote = True
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {rank.global_rank}: rank 0 did not write {folder} within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+    return wrote
 
 
 def run_verbalizer_stage(cfg: Config) -> dict:

@@ -59,3 +59,37 @@ def test_two_ranks_open_their_group_before_fit_and_sample_with_their_own_seeds(t
     results = sorted((json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1] and [r["seed"] for r in results] == [7, 8]
     assert all(r["world"] == 2 and r["backend"] == "gloo" and r["gathered"] == [0, 1] for r in results)
+
+
+BASE_WORKER = """
+import json, sys, torch
+from pathlib import Path
+from lit_verbrec.config.compose import compose
+from lit_verbrec.config.schema import LoraConfig, SizeConfig
+from lit_verbrec.models.loading import load_policy
+from lit_verbrec.models.tokenizers import build_tiny_tokenizer
+from lit_verbrec.training.distributed import setup_rank
+from lit_verbrec.training.stages import shared_vllm_base
+info = setup_rank(compose(["train.devices=2"]))
+tokenizer = build_tiny_tokenizer([f"word {i} and more words" for i in range(40)], vocab_size=300)
+policy = load_policy(SizeConfig(lora=LoraConfig(rank=8, alpha=16)), tokenizer, gradient_checkpointing=False)
+folder = Path(sys.argv[1])
+wrote = shared_vllm_base(policy, folder, tokenizer, info, poll_s=0.1)
+print(json.dumps({"rank": info.global_rank, "wrote": wrote, "files": sorted(p.name for p in folder.iterdir())}))
+"""
+
+
+def test_vllm_base_is_written_once_by_rank_0_when_two_ranks_start_together(tmp_path):
+    folder = tmp_path / "vllm-base"
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "-c", BASE_WORKER, str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+                              env={**os.environ, "LOCAL_RANK": str(r), "RANK": str(r), "WORLD_SIZE": "2",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"})
+             for r in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    results = sorted((json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["rank"])
+    assert [r["wrote"] for r in results] == [True, False]
+    assert results[0]["files"] == results[1]["files"] and "model.safetensors" in results[1]["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm-base"]      # no temporary folder left behind
