@@ -63,7 +63,8 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
     if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
         vllm_base = paths.run / "vllm-base"
         if not (vllm_base / "config.json").is_file():
-            save_dequantized_base(policy, vllm_base, tokenizer)
+            # bf16 on a GPU; on a CPU the weights keep their dtype (float32: the engine matches the trainer)
+            save_dequantized_base(policy, vllm_base, tokenizer, dtype=torch.bfloat16 if torch.cuda.is_available() else None)
         vllm_base = str(vllm_base)
     return make_engine(grpo, cfg.size, policy, tokenizer, rank_seed(cfg), vllm_base=vllm_base)
 
