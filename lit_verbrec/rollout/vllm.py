@@ -169,8 +169,13 @@ class VLLMEngine:
     """A colocated `vllm.LLM` with the same contract as `HFEngine` (see the module docstring).
 
     `base_model`: what vLLM loads (hub id or folder; for nf4 runs the dequantized base).
-    `seed`: the engine's sampling seed; give each rank its own (run.seed + rank), or ranks
-    that draw the same prompt draw the same samples.
+    `seed`: the run's sampling seed; the engine samples with seed + its torch.distributed rank,
+    or ranks that draw the same prompt would draw the same samples.
+
+    The `vllm.LLM` is built at first use (`llm`), not here: a stage builds its engine before
+    `Trainer.fit`, and under DDP the ranks' process group exists only inside fit. Built there,
+    each rank's engine joins that group (external_launcher) instead of starting a world of its
+    own, which would leave Lightning's DDP with one rank per process.
     """
 
     needs_adapter_sync = True
@@ -178,26 +183,30 @@ class VLLMEngine:
 
     def __init__(self, base_model: str, tokenizer: PreTrainedTokenizerBase, size: SizeConfig,
                  grpo: GRPOConfig, seed: int) -> None:
-        vllm = import_vllm()
+        import_vllm()   # fail here, not at the first rollout
         if grpo.vllm_sleep_mode and not torch.cuda.is_available():
             raise ValueError("grpo.vllm_sleep_mode needs a GPU (vLLM: sleep mode is not supported on CPU)")
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"   # the engine lives in this process
         self.tokenizer = tokenizer
         self.sleep_mode = grpo.vllm_sleep_mode
+        self.seed = seed
         self.lora_request = None  # None: the base policy, until the first sync
         self.adapter_version = 0
-        self.llm = vllm.LLM(
-            model=base_model,
-            tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
-            seed=seed,
-            enable_lora=True,
-            max_loras=1,
-            max_lora_rank=vllm_max_lora_rank(size.lora.rank),
-            **engine_kwargs(grpo),
-            **_colocation_kwargs(),
-        )
-        if self.sleep_mode:
-            self.llm.sleep(level=1)
+        self._llm = None
+        self._settings = dict(model=base_model, tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
+                              enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(size.lora.rank),
+                              **engine_kwargs(grpo))
+
+    @property
+    def llm(self):
+        """The engine, built on first use (every rank at its first rollout, together)."""
+        if self._llm is None:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"   # the engine lives in this process
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            rank = torch.distributed.get_rank() if distributed else 0
+            self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **_colocation_kwargs())
+            if self.sleep_mode:
+                self._llm.sleep(level=1)
+        return self._llm
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
         """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base).

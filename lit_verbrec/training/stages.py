@@ -38,12 +38,6 @@ from lit_verbrec.training.verbalizer import VerbalizerGRPO
 from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer, TemplateVerbalizer
 
 
-def rank_seed(cfg: Config) -> int:
-    """Each rank samples with its own seed (the same prompts would otherwise get the same samples)."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    return cfg.run.seed + rank
-
-
 def stage_policy(cfg: Config, grpo, tokenizer, stage_dir):
     """A fresh trainable policy (base + LoRA); gradient checkpointing only where it pays (GPU)."""
     return load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
@@ -66,7 +60,8 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
             # bf16 on a GPU; on a CPU the weights keep their dtype (float32: the engine matches the trainer)
             save_dequantized_base(policy, vllm_base, tokenizer, dtype=torch.bfloat16 if torch.cuda.is_available() else None)
         vllm_base = str(vllm_base)
-    return make_engine(grpo, cfg.size, policy, tokenizer, rank_seed(cfg), vllm_base=vllm_base)
+    # the engine adds its rank to the seed when it is built (inside fit, where DDP's ranks exist)
+    return make_engine(grpo, cfg.size, policy, tokenizer, cfg.run.seed, vllm_base=vllm_base)
 
 
 def run_verbalizer_stage(cfg: Config) -> dict:
