@@ -63,7 +63,8 @@ this module's tests; read from their sources):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -137,18 +138,30 @@ def rollout_from_outputs(prompts: Sequence[Sequence[int]], outputs: Sequence, n:
     return rollout
 
 
-def _colocation_kwargs() -> dict[str, str]:
-    """In-process engine per rank under torch.distributed (see the module docstring)."""
+def _colocation() -> tuple[dict[str, str], dict[str, str]]:
+    """(LLM kwargs, environment) of an in-process engine per rank under torch.distributed (module docstring)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return {}
+        return {}, {}
     rank = torch.distributed.get_rank()
-    os.environ["RANK"] = str(rank)
-    os.environ["WORLD_SIZE"] = str(torch.distributed.get_world_size())
-    if torch.cuda.is_available():
-        os.environ["LOCAL_RANK"] = str(torch.cuda.current_device())
-    else:
-        os.environ.setdefault("LOCAL_RANK", str(rank))
-    return {"distributed_executor_backend": "external_launcher"}
+    local_rank = torch.cuda.current_device() if torch.cuda.is_available() else os.environ.get("LOCAL_RANK", rank)
+    env = {"RANK": str(rank), "WORLD_SIZE": str(torch.distributed.get_world_size()), "LOCAL_RANK": str(local_rank)}
+    return {"distributed_executor_backend": "external_launcher"}, env
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set inside the `with`, as it was after (vLLM reads them while it builds;
+    left behind they would tell a later subprocess, e.g. Lightning's, that it is a rank of a world of 1)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def engine_kwargs(grpo: GRPOConfig) -> dict:
@@ -203,7 +216,9 @@ class VLLMEngine:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"   # the engine lives in this process
             distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
             rank = torch.distributed.get_rank() if distributed else 0
-            self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **_colocation_kwargs())
+            kwargs, env = _colocation()
+            with _environment(env):
+                self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **kwargs)
             if self.sleep_mode:
                 self._llm.sleep(level=1)
         return self._llm

@@ -6,6 +6,7 @@ One engine for the module (vllm_tiny.py: head_dim 32, float32, 32 MiB KV cache);
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.rollout.vllm import (
     INSTALL_HINT,
     VLLMEngine,
+    _environment,
     engine_kwargs,
     rollout_from_outputs,
     vllm_max_lora_rank,
@@ -36,6 +38,7 @@ from vllm_tiny import (  # noqa: E402
     grpo,
     max_mismatch,
     set_adapter,
+    shut_down,
     trainer_logprobs,
 )
 
@@ -100,6 +103,15 @@ def test_engine_settings_on_this_cpu():
         VLLMEngine("some/base", build_tiny_tokenizer(CORPUS, vocab_size=400), SIZE, grpo(vllm_sleep_mode=True), seed=0)
 
 
+def test_the_rank_variables_vllm_reads_do_not_outlive_the_build(monkeypatch):
+    """Left in os.environ, RANK=0 WORLD_SIZE=1 made a later `train.devices=2` subprocess train alone."""
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with _environment({"RANK": "0", "LOCAL_RANK": "0"}):
+        assert os.environ["RANK"] == "0" and os.environ["LOCAL_RANK"] == "0"
+    assert os.environ["RANK"] == "5" and "LOCAL_RANK" not in os.environ
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """(tokenizer, policy, engine, folder): one engine for every test of the module."""
@@ -109,7 +121,8 @@ def setup(tmp_path_factory):
     policy.eval()
     base = save_dequantized_base(policy, folder / "base", tokenizer, dtype=None)
     engine = make_engine(grpo(), VLLM_SIZE, policy, tokenizer, seed=0, vllm_base=str(base))
-    return tokenizer, policy, engine, folder
+    yield tokenizer, policy, engine, folder
+    shut_down(engine)
 
 
 def prompts(tokenizer) -> list[list[int]]:

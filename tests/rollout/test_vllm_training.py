@@ -24,7 +24,7 @@ from lit_verbrec.training.grpo import GRPOModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vllm_tiny import CORPUS, TOLERANCE, VLLM_SIZE, grpo, trainer_logprobs  # noqa: E402
+from vllm_tiny import CORPUS, TOLERANCE, VLLM_SIZE, grpo, shut_down, trainer_logprobs  # noqa: E402
 
 GRPO = dict(group_size=4, prompts_per_step=2, micro_batch_size=8, max_new_tokens=12, lr=0.05, beta=0.0, max_grad_norm=0.0)
 
@@ -68,7 +68,9 @@ def setup(tmp_path_factory):
     tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
     policy = load_policy(VLLM_SIZE, tokenizer, gradient_checkpointing=False, seed=0)
     base = save_dequantized_base(policy, folder / "base", tokenizer, dtype=None)
-    return tokenizer, make_engine(grpo(**GRPO), VLLM_SIZE, policy, tokenizer, seed=0, vllm_base=str(base))
+    engine = make_engine(grpo(**GRPO), VLLM_SIZE, policy, tokenizer, seed=0, vllm_base=str(base))
+    yield tokenizer, engine
+    shut_down(engine)
 
 
 def fit(setup, root: Path, steps: int, ckpt_path: str | None = None) -> tuple[Recorder, pl.Trainer]:

@@ -24,6 +24,15 @@ TOLERANCE = 1e-4
 """float32 engine vs trainer, per sampled token (measured: about 6e-6)."""
 
 
+def shut_down(engine) -> None:
+    """Drop the engine and the process group vLLM set up in this process (world size 1), so the
+    tests after a module see no torch.distributed and the next engine starts a world of its own."""
+    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+    engine._llm = None
+    cleanup_dist_env_and_memory()
+
+
 def grpo(**overrides) -> GRPOConfig:
     return GRPOConfig(**{**VLLM_GRPO, **overrides})
 
