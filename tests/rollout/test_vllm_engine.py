@@ -93,14 +93,17 @@ def test_vllm_needs_a_plain_base_for_tiny_and_nf4():
     assert vllm_base_model(SIZE, "/runs/x/vllm-base") == "/runs/x/vllm-base"
 
 
-def test_engine_settings_on_this_cpu():
+def test_engine_settings():
     kwargs = engine_kwargs(grpo(vllm_max_model_len=300))
-    assert kwargs["dtype"] == "float32" and kwargs["enforce_eager"] and kwargs["max_model_len"] == 300
+    on_gpu = torch.cuda.is_available()
+    assert kwargs["dtype"] == ("bfloat16" if on_gpu else "float32") and kwargs["max_model_len"] == 300
+    assert kwargs.get("enforce_eager", False) is not on_gpu and ("enable_sleep_mode" in kwargs) is on_gpu
     assert kwargs["kv_cache_memory_bytes"] == 32 * 2**20 and kwargs["logprobs_mode"] == "processed_logprobs"
     with pytest.raises(ValueError, match="vllm_max_model_len"):
         GRPOConfig(engine="vllm", max_new_tokens=256, vllm_max_model_len=256)
-    with pytest.raises(ValueError, match="vllm_sleep_mode needs a GPU"):
-        VLLMEngine("some/base", build_tiny_tokenizer(CORPUS, vocab_size=400), SIZE, grpo(vllm_sleep_mode=True), seed=0)
+    if not on_gpu:
+        with pytest.raises(ValueError, match="vllm_sleep_mode needs a GPU"):
+            VLLMEngine("some/base", build_tiny_tokenizer(CORPUS, vocab_size=400), SIZE, grpo(vllm_sleep_mode=True), seed=0)
 
 
 def test_the_rank_variables_vllm_reads_do_not_outlive_the_build(monkeypatch):
