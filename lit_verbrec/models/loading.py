@@ -221,8 +221,9 @@ def load_adapter(base_model: PreTrainedModel, folder: Path, *, is_trainable: boo
     return PeftModel.from_pretrained(base_model, Path(folder), is_trainable=is_trainable)
 
 
-def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
-    """Write the policy's frozen base as a plain bf16 checkpoint, NF4 weights dequantized.
+def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedTokenizerBase | None = None,
+                          dtype: torch.dtype | None = torch.bfloat16) -> Path:
+    """Write the policy's frozen base as a plain checkpoint (bf16 by default), NF4 weights dequantized.
 
     For the vLLM engine on an `nf4` run: vLLM 0.33 has no bitsandbytes support, and loading
     the original bf16 base would sample from a different base than the one being trained
@@ -230,6 +231,9 @@ def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedT
     multiplies with (compute dtype bf16), so vLLM's base plus the synced adapter is the
     trainer's policy. The base never trains, so this is written once per run (on one rank).
     Weights are moved to CPU one at a time; the adapter is not included.
+
+    `dtype=None` keeps each plain weight's own dtype (a float32 tiny model stays float32, so a
+    float32 vLLM engine on CPU computes exactly the trainer's base) and writes NF4 weights in bf16.
     """
     folder = Path(folder)
     base = model.get_base_model()
@@ -244,10 +248,13 @@ def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedT
                 weight = bnb_functional.dequantize_4bit(param.data, param.quant_state)  # [out, in]
             else:
                 weight = param.data
-            state[name] = weight.to(device="cpu", dtype=torch.bfloat16).contiguous()
+            target = dtype or (torch.bfloat16 if isinstance(param, Params4bit) else weight.dtype)
+            state[name] = weight.to(device="cpu", dtype=target).contiguous()
     config = base.config.to_dict()
     config.pop("quantization_config", None)  # a plain checkpoint now
-    config["dtype"] = "bfloat16"
+    # a config built in memory (tiny) names no architecture: vLLM would then serve it as a pooling model
+    config["architectures"] = config.get("architectures") or [type(base).__name__]
+    config["dtype"] = str(dtype or next(iter(state.values())).dtype).removeprefix("torch.")
     folder.mkdir(parents=True, exist_ok=True)
     type(base.config).from_dict(config).save_pretrained(folder)
     base.generation_config.save_pretrained(folder)

@@ -9,8 +9,12 @@ Before each training step (one batch of B prompts on this rank):
                 disabled (only when beta > 0), computed by the trainer's own model, never the engine
     module.rollout = rollout
 
-After each training step the callback hands the new adapter to the engine (adapter-only
-sync: vLLM reloads the LoRA, the transformers engine shares the weights and needs nothing).
+At the start of fit (so a resumed run samples from its restored adapter, not the base) and
+after each training step the callback hands the adapter to the engine (adapter-only sync:
+vLLM loads the LoRA from a folder, the transformers engine shares the weights and needs
+nothing). Only the newest folder is kept: vLLM holds an adapter in memory once loaded and
+never asks for an older one again. When the engine reports its log-probs of the sampled
+tokens (vLLM), their difference to the trainer's is logged as rollout/logprob_mismatch_{max,mean}.
 Each rank samples its own prompt shard, so a group never spans ranks.
 
 Every step is seeded: the rollout's sampling seed, and torch's global RNG (the transformers
@@ -21,6 +25,7 @@ would have drawn, with no RNG state in the checkpoint.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -79,6 +84,8 @@ class RolloutCallback(pl.Callback):
             if cfg.beta > 0:
                 with reference_policy(module.policy):
                     rollout.ref_logprobs = self._logprobs(module, rollout)
+            check = rollout.engine_logprobs is not None and cfg.vllm_logprob_check
+            mismatch = self._mismatch(module, rollout) if check else {}
         module.policy.train()
         parts = {f"reward/{k}": all_v.float().mean() for k, v in scores.items() if k != "reward"
                  for all_v in [module.all_gather(v.float()).reshape(-1)]}
@@ -89,7 +96,7 @@ class RolloutCallback(pl.Callback):
             "completion/length": rollout.completion_mask.sum(1).float().mean(),
             "tokens/step": (rollout.prompt_mask.sum() + rollout.completion_mask.sum()).float(),   # B*G sequences
             "time/generate_s": t_generate, "time/score_s": t_score,
-            "time/old_ref_logprobs_s": time.perf_counter() - t0 - t_generate - t_score, **parts,
+            "time/old_ref_logprobs_s": time.perf_counter() - t0 - t_generate - t_score, **parts, **mismatch,
         }
 
     @staticmethod
@@ -103,13 +110,34 @@ class RolloutCallback(pl.Callback):
             out[part.rows, :logprobs.shape[1]] = logprobs
         return out
 
+    def _mismatch(self, module, rollout: Rollout) -> dict[str, torch.Tensor]:
+        """Max and mean |engine - trainer| log-prob over the sampled tokens (all ranks)."""
+        ours = rollout.old_logprobs if rollout.old_logprobs is not None else self._logprobs(module, rollout)
+        mask = rollout.completion_mask.bool()
+        diff = (ours.float() - rollout.engine_logprobs.to(ours.device))[mask].abs()          # [tokens]
+        stats = torch.stack([diff.max() if diff.numel() else diff.new_zeros(()), diff.sum(), diff.new_tensor(diff.numel())])
+        stats = module.all_gather(stats).reshape(-1, 3)                                      # [world, 3]
+        return {"rollout/logprob_mismatch_max": stats[:, 0].max(),
+                "rollout/logprob_mismatch_mean": stats[:, 1].sum() / stats[:, 2].sum().clamp(min=1)}
+
+    def on_train_start(self, trainer: pl.Trainer, module) -> None:
+        """The engine samples from the policy as it starts: fresh, or the adapter a resume restored."""
+        self._sync(trainer, module)
+
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         module.rollout = None
+        self._sync(trainer, module)
+
+    def _sync(self, trainer: pl.Trainer, module) -> None:
+        """Save the adapter, hand it to the engine, delete the folders of older syncs (engines that need it)."""
         if not module.engine.needs_adapter_sync:
             return
         if self.sync_dir is None:
             raise ValueError("this rollout engine needs adapter sync: give RolloutCallback a sync_dir")
         self.syncs += 1
-        folder = self.sync_dir / f"rank{trainer.global_rank}" / f"step-{trainer.global_step:07d}"
-        save_adapter(module.policy, folder)
+        rank_dir = self.sync_dir / f"rank{trainer.global_rank}"
+        folder = save_adapter(module.policy, rank_dir / f"step-{trainer.global_step:07d}")
         module.engine.sync_adapter(folder)
+        for old in rank_dir.iterdir():   # the engine has loaded (or will never ask for) every older one
+            if old.name != folder.name:
+                shutil.rmtree(old, ignore_errors=True)

@@ -57,5 +57,5 @@ ENGINES: dict[str, Callable[..., RolloutEngine]] = {"hf": _hf, "vllm": _vllm}
 
 def make_engine(grpo: GRPOConfig, size: SizeConfig, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                 seed: int, *, vllm_base: str | None = None) -> RolloutEngine:
-    """The engine named by grpo.engine. `seed`: the vLLM engine's sampling seed (per rank)."""
+    """The engine named by grpo.engine. `seed`: the run's sampling seed (the vLLM engine adds its rank)."""
     return ENGINES[grpo.engine](grpo, size, model, tokenizer, seed, vllm_base)

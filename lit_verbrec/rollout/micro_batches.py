@@ -24,7 +24,8 @@ import torch
 
 from lit_verbrec.rollout.types import Rollout
 
-COMPLETION_COLUMNS = ("completion_ids", "completion_mask", "target_ids", "loss_mask", "old_logprobs", "ref_logprobs")
+COMPLETION_COLUMNS = ("completion_ids", "completion_mask", "target_ids", "loss_mask", "old_logprobs", "ref_logprobs",
+                      "engine_logprobs")
 
 
 @dataclass(frozen=True)

