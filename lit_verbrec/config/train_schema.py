@@ -69,7 +69,12 @@ class GRPOConfig:
     recomputed ones and log rollout/logprob_mismatch_{max,mean}; with mu = 1 this costs one
     extra forward pass without gradients per step (with mu > 1 the old log-probs serve)."""
     vllm_sleep_mode: bool = False
-    """vllm: release the engine's GPU memory between rollouts."""
+    """vllm: release the engine's GPU memory between rollouts (GPU only)."""
+    vllm_sleep_level: int = 1
+    """vllm sleep mode: 1 moves the engine's weights to pinned host memory between rollouts (one
+    copy per rank: 61 GiB for 32B, x8 ranks per node); 2 discards them and reloads them from the
+    base folder at each wake-up (read from the OS page cache, which the node's ranks share: far
+    less host memory, a few seconds per rollout at 32B)."""
     gradient_checkpointing: bool = True
     """Recompute activations in backward (QLoRA memory recipe)."""
     disable_dropout: bool = True
@@ -78,6 +83,7 @@ class GRPOConfig:
     the KL to the reference is 0 at step 0. False keeps `size.lora.dropout` as a regulariser."""
 
     def __post_init__(self) -> None:
+        require(self.vllm_sleep_level in (1, 2), "grpo.vllm_sleep_level", "must be 1 or 2")
         for name in ("group_size", "prompts_per_step", "micro_batch_size", "mu", "max_new_tokens", "max_steps", "logprob_chunk"):
             require(getattr(self, name) > 0, f"grpo.{name}", "must be positive")
         require(self.group_size >= 2, "grpo.group_size", "must be at least 2 (advantages compare samples of a group)")

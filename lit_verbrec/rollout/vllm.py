@@ -49,7 +49,10 @@ this module's tests; read from their sources):
   tokenizer's EOS only, as the HF engine uses; a hub Qwen3 also stops at <|endoftext|>.
 - Constrained decoding: `SamplingParams(structured_outputs=StructuredOutputsParams(regex=...
   | choice=[...] | json=... | grammar=...))`; not used: the action verbalizer runs on `hf`.
-- `LLM.sleep(level=1)` / `wake_up()`: GPU only (CPU: "Sleep mode is not supported").
+- `LLM.sleep(level=1|2)` / `wake_up(tags=["weights"|"kv_cache"])`: GPU only (CPU: "Sleep mode is
+  not supported"). Level 1 keeps a pinned host copy of the weights; level 2 drops them, and
+  `collective_rpc("reload_weights")` reads them back from the model folder (it also resets the
+  LoRA state: the current adapter is read again from its folder at the next generate).
 - The engine runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set here): no engine
   process to spawn or pin to a core. Caveat on CPU: vLLM's CPU worker replaces
   `torch.set_num_threads` with a no-op that logs a warning, for the whole process.
@@ -200,7 +203,7 @@ class VLLMEngine:
         if grpo.vllm_sleep_mode and not torch.cuda.is_available():
             raise ValueError("grpo.vllm_sleep_mode needs a GPU (vLLM: sleep mode is not supported on CPU)")
         self.tokenizer = tokenizer
-        self.sleep_mode = grpo.vllm_sleep_mode
+        self.sleep_mode, self.sleep_level = grpo.vllm_sleep_mode, grpo.vllm_sleep_level
         self.seed = seed
         self.lora_request = None  # None: the base policy, until the first sync
         self.adapter_version = 0
@@ -220,8 +223,18 @@ class VLLMEngine:
             with _environment(env):
                 self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **kwargs)
             if self.sleep_mode:
-                self._llm.sleep(level=1)
+                self._llm.sleep(level=self.sleep_level)
         return self._llm
+
+    def _wake_up(self) -> None:
+        """Wake the engine in stages, as trl does: the trainer's freed cache blocks go back to the
+        driver first (without it the KV cache may not fit), then the weights, then the KV cache."""
+        llm = self.llm
+        torch.cuda.empty_cache()
+        llm.wake_up(tags=["weights"])
+        if self.sleep_level == 2:   # level 2 discarded the weights: reload them from the base folder
+            llm.collective_rpc("reload_weights")
+        llm.wake_up(tags=["kv_cache"])
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
         """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base).
@@ -261,11 +274,11 @@ class VLLMEngine:
 
         requests = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
         if self.sleep_mode:
-            self.llm.wake_up()
+            self._wake_up()
         try:
             outputs = self.llm.generate(requests, sampling_params=self.sampling_params(params),
                                         lora_request=self.lora_request, use_tqdm=False)
         finally:
             if self.sleep_mode:
-                self.llm.sleep(level=1)
+                self.llm.sleep(level=self.sleep_level)
         return rollout_from_outputs(prompts, outputs, params.n, self.tokenizer.pad_token_id)

@@ -160,3 +160,36 @@ def test_each_sync_switches_the_policy_and_samples_are_seeded(setup):
     set_adapter(policy, 1)
     assert max_mismatch(rollouts[1], trainer_logprobs(policy, rollouts[1], 1.0)) > 0.1   # adapter 2 sampled, not 1
     assert not torch.equal(rollouts[0].completion_ids, rollouts[1].completion_ids)
+
+
+class RecordingLLM:
+    """Stands in for vllm.LLM where only a GPU can run it (sleep mode): records the calls' order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tuple(tags or ())))
+
+    def collective_rpc(self, method, *args, **kwargs):
+        self.calls.append(("collective_rpc", method))
+
+    def sleep(self, level=1):
+        self.calls.append(("sleep", level))
+
+    def generate(self, requests, sampling_params=None, lora_request=None, use_tqdm=False):
+        self.calls.append(("generate", len(requests)))
+        sample = SimpleNamespace(token_ids=[5, 2], text="x", logprobs=[{5: SimpleNamespace(logprob=-0.1)},
+                                                                        {2: SimpleNamespace(logprob=-0.2)}])
+        return [SimpleNamespace(outputs=[sample] * sampling_params.n) for _ in requests]
+
+
+@pytest.mark.parametrize("level, reload", [(1, []), (2, [("collective_rpc", "reload_weights")])])
+def test_sleep_mode_wakes_weights_then_kv_cache_and_sleeps_at_its_level(level, reload):
+    tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
+    engine = object.__new__(VLLMEngine)       # the constructor refuses sleep mode without a GPU
+    engine.tokenizer, engine.sleep_mode, engine.sleep_level = tokenizer, True, level
+    engine.lora_request, engine._llm = None, RecordingLLM()
+    engine.generate([[3, 4]], SamplingParams(n=2, max_new_tokens=4, seed=0))
+    assert engine._llm.calls == [("wake_up", ("weights",)), *reload, ("wake_up", ("kv_cache",)), ("generate", 1),
+                                 ("sleep", level)]
