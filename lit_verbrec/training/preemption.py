@@ -119,7 +119,10 @@ def stop_job(where: str, max_requeues: int, is_rank_zero: bool, requeue: Callabl
             code = 1
         elif (current := state(job_id)) == "RUNNING":
             message += f"; requeueing Slurm job {job_id}"
-            requeue(job_id)
+            try:
+                requeue(job_id)
+            except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as err:   # Slurm ended it meanwhile
+                message += f" failed ({err}); Slurm requeues or ends it"
         else:
             message += f"; Slurm job {job_id} is {current or 'gone'}: Slurm requeues or ends it, not this job"
         print(message, file=sys.stderr, flush=True)

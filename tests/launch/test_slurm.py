@@ -86,6 +86,7 @@ def test_dry_run_of_two_nodes_with_two_tasks_is_the_readme_example():
     cfg = compose(["size=32b", "cluster=slurm", "cluster.nodes=2", "cluster.tasks_per_node=2", "cluster.gpus_per_node=2",
                    "run.root=/shared/runs", "run.name=demo"])
     printed = dry_run(cfg).replace(sys.executable, "/path/to/.venv/bin/python")
+    printed = re.sub(r"slurm/code/[0-9a-f]{12}", "slurm/code/<hash>", printed)   # the snapshot's name: a code hash
     readme = (ROOT / "README.md").read_text()
     documented = re.search(r"<!-- dry-run example -->\n```bash\n\$ .*?--dry-run\n(.*?)```", readme, re.S)
     assert documented, "README.md lacks the dry-run example block"
