@@ -52,7 +52,9 @@ def test_slurm_requeue_sends_sigterm_the_job_checkpoints_and_resumes_at_that_ste
     assert reference.returncode == 0, printed[-3000:]
 
     log = Path(read_jobs(tmp_path / "default")[0]["err"]).read_text()
-    saved = int(re.search(r"signal SIGTERM: checkpoint at step (\d+)", log).group(1))
+    checkpointed = re.search(r"signal SIGTERM: checkpoint at step (\d+)", log)
+    assert checkpointed, f"no checkpoint at the signal; the job's log ends:\n{log[-3000:]}"
+    saved = int(checkpointed.group(1))
     first, second = logged_steps(stage)
     assert 3 <= saved < STEPS and first[-1] == saved - 1 and second[0] == saved   # resumed at the signal's step
     assert (stage / "adapter" / "global_step.txt").read_text().strip() == str(STEPS)
@@ -77,7 +79,9 @@ def test_preemption_signal_checkpoints_at_a_step_and_requeues_itself(slurm_clust
     requeue_now(job_id)
     wait_until(job_id, ("COMPLETED",))
     log = Path(read_jobs(tmp_path / "default")[0]["err"]).read_text()
-    saved = int(re.search(r"signal SIGUSR2: checkpoint at step (\d+)", log).group(1))
+    checkpointed = re.search(r"signal SIGUSR2: checkpoint at step (\d+)", log)
+    assert checkpointed, f"no checkpoint at the signal; the job's log ends:\n{log[-3000:]}"
+    saved = int(checkpointed.group(1))
     first, second = logged_steps(stage)
     assert 0 < saved < 40 and second[0] == saved and first[-1] == saved - 1
     assert (stage / "adapter" / "global_step.txt").read_text().strip() == "40"
