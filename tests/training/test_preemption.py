@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from toy_fit import Record, fit_toy  # noqa: E402
+from toy_fit import Record, fit_toy, signal_handlers  # noqa: E402,F401 (a fixture)
 
 from lit_verbrec.training import preemption  # noqa: E402
 from lit_verbrec.training.batches import ResumableBatches  # noqa: E402
@@ -50,9 +50,9 @@ def straight():
     return record
 
 
+@pytest.mark.usefixtures("signal_handlers")
 @pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
-def test_signal_checkpoints_at_the_step_and_the_resumed_run_continues_there(tmp_path, monkeypatch, signal_handlers,
-                                                                           signum, straight):
+def test_signal_checkpoints_at_the_step_and_the_resumed_run_continues_there(tmp_path, monkeypatch, signum, straight):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
 
     requeued, ckpt = [], tmp_path / "last.ckpt"

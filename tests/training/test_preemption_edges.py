@@ -15,14 +15,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from toy import ToyModule  # noqa: E402
-from toy_fit import Record, fit_toy  # noqa: E402
+from toy_fit import Record, fit_toy, signal_handlers  # noqa: E402,F401 (a fixture)
 
 from lit_verbrec.training import preemption  # noqa: E402
 from lit_verbrec.training.callbacks import ValidationCallback  # noqa: E402
 from lit_verbrec.training.preemption import REQUEUED_EXIT_CODE, RequeueOnSignal, stop_job  # noqa: E402
 
 
-def test_signal_while_the_model_loads_stops_fit_before_its_first_step(monkeypatch, tmp_path, signal_handlers):
+@pytest.mark.usefixtures("signal_handlers")
+def test_signal_while_the_model_loads_stops_fit_before_its_first_step(monkeypatch, tmp_path):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     preemption.install()                     # what the job does before loading anything
     os.kill(os.getpid(), signal.SIGTERM)     # preempted during model load: recorded, the load goes on
@@ -68,7 +69,8 @@ def _weights(folder: Path) -> str:
     return hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
 
 
-def test_best_adapter_and_validation_history_survive_a_requeue(monkeypatch, tmp_path, signal_handlers):
+@pytest.mark.usefixtures("signal_handlers")
+def test_best_adapter_and_validation_history_survive_a_requeue(monkeypatch, tmp_path):
     monkeypatch.setenv("SLURM_JOB_ID", "5")
     best, ckpt = tmp_path / "adapter-best", tmp_path / "last.ckpt"
     first = ValidationCallback(["x"], 2, best)

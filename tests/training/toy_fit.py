@@ -1,4 +1,5 @@
-"""The toy GRPO run the preemption tests stop and resume (tests/training/toy.py's task)."""
+"""The toy GRPO run the preemption tests stop and resume (tests/training/toy.py's task), and the
+fixture that gives each test fresh signal handlers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -19,6 +21,7 @@ from lit_verbrec.config.train_schema import GRPOConfig  # noqa: E402
 from lit_verbrec.models.loading import load_policy  # noqa: E402
 from lit_verbrec.rollout.callback import RolloutCallback  # noqa: E402
 from lit_verbrec.rollout.hf import HFEngine  # noqa: E402
+from lit_verbrec.training import preemption  # noqa: E402
 from lit_verbrec.training.batches import ResumableBatches  # noqa: E402
 
 SIZE = SizeConfig(lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
@@ -59,3 +62,14 @@ def fit_toy(steps: int, callbacks: list, ckpt_path: str | None = None, seed: int
     batches = ResumableBatches(ToyPrompts(40), 4, seed=0, position=lambda: module.batches_done)
     trainer.fit(module, batches, ckpt_path=ckpt_path)
     return trainer
+
+
+@pytest.fixture
+def signal_handlers():
+    """Restore this process's handlers and forget recorded signals after a test."""
+    previous = {s: signal.getsignal(s) for s in preemption.SIGNALS}
+    preemption.reset()
+    yield
+    preemption.reset()
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
