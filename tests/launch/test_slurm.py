@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from slurm_jobs import ROOT, queue, submit, wait_until
 
 from lit_verbrec.config.compose import compose
@@ -85,13 +86,18 @@ def test_failed_stage_1_with_nobody_watching_slurm_cancels_stage_2(slurm_cluster
     assert stage2["start"] in ("None", "Unknown")     # it never ran
 
 
-def test_two_ranks_on_the_local_node(slurm_cluster, tmp_path):
+def test_two_ranks_on_the_local_node_and_stage_2_verbalizes_in_halves(slurm_cluster, tmp_path):
     assert not queue(), f"the 2-rank job needs every CPU of the node, and other jobs hold it:\n{queue()}"
-    result = submit(tmp_path, "stage=verbalizer", "cluster.tasks_per_node=2")
+    result = submit(tmp_path, "stage=both", "cluster.tasks_per_node=2")
     assert result.returncode == 0, result.stderr[-3000:]
-    job = read_jobs(tmp_path / "default")[0]
-    folder = Path(job["err"]).parent
-    for rank in (0, 1):
-        log = (folder / f"{job['job_id']}_{rank}_log.err").read_text()
-        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in log
+    for job in read_jobs(tmp_path / "default"):
+        folder = Path(job["err"]).parent
+        for rank in (0, 1):
+            log = (folder / f"{job['job_id']}_{rank}_log.err").read_text()
+            assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in log
     assert "| trained action verbalizer |" in (tmp_path / "default" / "results.md").read_text()
+    # stage 2's one-off verbalization: each rank wrote its own half, no example twice
+    parts = sorted((tmp_path / "default" / "cache").glob("verbalizations-*.part*.parquet"))
+    assert [p.name.rsplit(".", 2)[1] for p in parts] == ["part0", "part1"]
+    halves = [set(pq.read_table(p)["example_id"].to_pylist()) for p in parts]
+    assert halves[0].isdisjoint(halves[1]) and abs(len(halves[0]) - len(halves[1])) <= 1
