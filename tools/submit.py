@@ -10,8 +10,11 @@ if interrupted) and writes runs/<run.name>/results.md.
 
 cluster=slurm (options under cluster.*, configs/cluster/slurm.yaml) submits one job per stage
 through submitit, prints how to follow them, then watches them until they end: exit 0 if every
-stage COMPLETED, else 1 naming the failed stage and its log (later stages are cancelled).
-Ctrl-C stops watching, not the jobs; --detach returns right after submitting. With
+stage COMPLETED, else 1 naming the failed stage and its log (later stages are cancelled, by the
+watcher and by Slurm itself). Ctrl-C stops watching, not the jobs; --detach returns right after
+submitting. Rerunning the same command skips a stage that COMPLETED (and waits on one still in
+the queue); each stage that runs again resumes from its last checkpoint. With cluster.offline=true
+it first checks that the nodes can load size.model and size.tokenizer (lit_verbrec/launch/offline.py). With
 cluster.gpu=h100|h200|a100 it first prints each stage's memory estimate on that GPU and submits
 nothing if a stage cannot fit even before any KV cache (lit_verbrec/launch/plan.py).
 """
@@ -70,18 +73,33 @@ def memory_check(cfg) -> bool:
 
 
 def slurm_main(cfg, flags: set[str]) -> int:
+    from lit_verbrec.launch.offline import model_note, model_problems
     from lit_verbrec.launch.slurm import dry_run, submit
     from lit_verbrec.launch.slurm_watch import watch
 
     if not memory_check(cfg):
         return 2
-    if "--dry-run" in flags:
-        print(dry_run(cfg))
-        return 0
-    jobs = submit(cfg)
+    problems = model_problems(cfg)
+    if problems:
+        print("not submitted: the compute nodes could not load the model\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    if model_note(cfg):
+        print(model_note(cfg), file=sys.stderr)
+    try:
+        if "--dry-run" in flags:
+            print(dry_run(cfg))
+            return 0
+        jobs = submit(cfg)
+    except ValueError as err:   # e.g. an extra_sbatch option sbatch does not have
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     run_dir = Path(cfg.run.root) / cfg.run.name
     for job in jobs:
-        print(f"submitted {job['stage']}: Slurm job {job['job_id']}, log {job['err']}")
+        if job.get("reused"):
+            print(f"{job['stage']}: Slurm job {job['job_id']} is {job['reused']} from an earlier submission: "
+                  f"{'not submitted again' if job['reused'] == 'COMPLETED' else 'the next stage waits on it'}")
+        else:
+            print(f"submitted {job['stage']}: Slurm job {job['job_id']}, log {job['err']}")
     ids = ",".join(j["job_id"] for j in jobs)
     print(f"follow:  squeue -j {ids}   |   tools/submit.py status run={run_dir}   |   tail -f {jobs[-1]['err']}\n"
           f"cancel:  scancel {ids.replace(',', ' ')}\n"

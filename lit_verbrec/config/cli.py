@@ -15,7 +15,7 @@ import typing
 from functools import cache
 from pathlib import Path
 
-from lit_verbrec.config import data_schema, schema, train_schema
+from lit_verbrec.config import cluster_schema, data_schema, schema, train_schema
 from lit_verbrec.config.compose import GROUPS, ConfigError, compose, config_dir, group_choices
 from lit_verbrec.config.schema import Config
 
@@ -24,7 +24,7 @@ from lit_verbrec.config.schema import Config
 def field_docs() -> dict[tuple[str, str], str]:
     """(class name, field name) -> the docstring written under that field in the schema modules."""
     docs = {}
-    nodes = [n for module in (schema, data_schema, train_schema) for n in ast.parse(inspect.getsource(module)).body]
+    nodes = [n for module in (schema, data_schema, train_schema, cluster_schema) for n in ast.parse(inspect.getsource(module)).body]
     for node in nodes:
         if not isinstance(node, ast.ClassDef):
             continue

@@ -4,7 +4,8 @@
 are merged onto these defaults; `lit_verbrec.config.compose` rejects unknown keys and
 wrong types, then builds these objects so that each `__post_init__` checks values.
 The field docstrings are what `--help` prints (read from the sources of this module and of
-`data_schema` and `train_schema`, which hold the data/text and training sections).
+`data_schema`, `train_schema` and `cluster_schema`, which hold the data/text, training and
+cluster sections).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lit_verbrec.config.checks import EVENT_TYPES, choice, require
+from lit_verbrec.config.cluster_schema import GPU_MODELS, ClusterConfig, StageResources
 from lit_verbrec.config.data_schema import (
     DataConfig,
     ExamplesConfig,
@@ -33,7 +35,7 @@ __all__ = [
     "EVENT_TYPES", "Config", "RunConfig", "SizeConfig", "TinyArchitecture", "LoraConfig", "StageConfig",
     "DataConfig", "SyntheticConfig", "InteractionColumns", "ItemColumns", "ExamplesConfig", "TextConfig",
     "GRPOConfig", "RewardConfig", "OracleConfig", "ClusterConfig", "EvalConfig", "VerbalizerConfig",
-    "ReasonerConfig", "TrainConfig",
+    "ReasonerConfig", "TrainConfig", "GPU_MODELS", "StageResources",
 ]
 
 
@@ -128,64 +130,6 @@ class StageConfig:
     @property
     def stages(self) -> list[str]:
         return ["verbalizer", "reasoner"] if self.name == "both" else [self.name]
-
-
-GPU_MODELS = ("", "h100", "h200", "a100")
-"""cluster.gpu choices: the GPUs lit_verbrec.launch.plan.GPUS describes (a test keeps the two equal)."""
-
-
-@dataclass
-class ClusterConfig:
-    kind: str = "local"
-    """local (stages one after another on this machine) or slurm (dependent jobs via submitit)."""
-    partition: str = ""
-    """slurm: partition; empty: the cluster default."""
-    account: str = ""
-    """slurm: account to charge; empty: none."""
-    qos: str = ""
-    """slurm: quality of service; empty: none."""
-    time_min: int = 1440
-    """slurm: time limit per stage job, minutes."""
-    nodes: int = 1
-    """slurm: nodes per stage job."""
-    gpus_per_node: int = 8
-    """slurm: GPUs per node (0: a CPU-only job)."""
-    tasks_per_node: int = 0
-    """slurm: ranks per node, launched by srun (each drives one GPU); 0: gpus_per_node, or 1 without GPUs."""
-    cpus_per_task: int = 8
-    """slurm: CPU cores per rank."""
-    mem_gb: int = 0
-    """slurm: memory per node in GB; 0: the cluster default."""
-    constraint: str = ""
-    """slurm: node feature constraint, e.g. h100; empty: none."""
-    gpu: str = ""
-    """slurm: the nodes' GPU model (h100, h200, a100) for a memory estimate before submitting: a stage
-    whose estimate exceeds the GPU even before any KV cache is not submitted (launch/plan.py); empty: no check."""
-    extra_sbatch: list[str] = field(default_factory=list)
-    """slurm: extra sbatch options, written as given after `#SBATCH `, e.g. --exclusive."""
-    setup: list[str] = field(default_factory=list)
-    """slurm: shell lines run before the job, e.g. module load cuda; source .venv/bin/activate."""
-    env: dict[str, str] = field(default_factory=lambda: {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"})
-    """slurm: environment variables exported in the job (NCCL and rendezvous settings; MASTER_ADDR and
-    MASTER_PORT come from Lightning's SLURMEnvironment: the first node of the job, a port from the job id)."""
-    signal_delay_s: int = 300
-    """slurm: Slurm sends SIGUSR2 this many seconds before the time limit; the stage then checkpoints at the
-    next step boundary and requeues itself. Leave room for one training step plus a checkpoint write."""
-
-    @property
-    def ranks_per_node(self) -> int:
-        """tasks_per_node, or its default: one rank per GPU, one rank on a CPU-only node."""
-        return self.tasks_per_node or max(1, self.gpus_per_node)
-
-    def __post_init__(self) -> None:
-        choice(self.kind, "cluster.kind", ("local", "slurm"))
-        choice(self.gpu, "cluster.gpu", GPU_MODELS)
-        for name in ("time_min", "nodes", "cpus_per_task", "signal_delay_s"):
-            require(getattr(self, name) > 0, f"cluster.{name}", "must be positive")
-        for name in ("gpus_per_node", "tasks_per_node", "mem_gb"):
-            require(getattr(self, name) >= 0, f"cluster.{name}", "must be >= 0")
-        require(not self.gpus_per_node or self.ranks_per_node <= self.gpus_per_node, "cluster.tasks_per_node",
-                f"must be <= gpus_per_node ({self.gpus_per_node}): each rank drives one GPU")
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 States come from `sacct` (the accounting database), not `squeue`, because a finished job
 leaves the queue at once and its end state (COMPLETED, FAILED, ...) is only in accounting.
-If a stage ends in any state but COMPLETED, the stages after it are cancelled here instead of
-waiting on Slurm: a cluster without `DependencyParameters=kill_invalid_depend` would keep
-them PENDING (DependencyNeverSatisfied) forever.
+On a cluster with accounting disabled (sacct fails) they come from `scontrol show job`,
+which knows a finished job for MinJobAge (300 s by default); a job neither knows is UNKNOWN,
+an end state. If a stage ends in any state but COMPLETED, the stages after it are cancelled
+here; Slurm cancels them too (--kill-on-invalid-dep=yes, launch/sbatch.py), so a run nobody
+watches (--detach, Ctrl-C) does not leave them PENDING (DependencyNeverSatisfied) forever.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-from lit_verbrec.launch.slurm import read_jobs
+from lit_verbrec.launch.jobs import read_jobs
 
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
-"""End states. PREEMPTED is not one: a preempted job with --requeue goes back to PENDING."""
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+         "PREEMPTED", "UNKNOWN")
+"""End states. A job preempted with --requeue shows PENDING again once Slurm requeued it; PREEMPTED
+stays only on a job that is not requeued (PreemptMode=CANCEL, or no --requeue)."""
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, dict]:
     """job id -> {state, start, end, exit_code} of each job's latest run ("CANCELLED by 0" -> CANCELLED);
-    a job sacct does not know yet (just submitted) is PENDING."""
+    a job sacct does not know yet (just submitted) is PENDING. CalledProcessError if sacct fails."""
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobIDRaw,State,Start,End,ExitCode"],
                          check=True, capture_output=True, text=True, timeout=60).stdout
     states = {j: {"state": "PENDING", "start": "Unknown", "end": "Unknown", "exit_code": ""} for j in job_ids}
@@ -32,6 +36,39 @@ def sacct_states(job_ids: list[str]) -> dict[str, dict]:
             states[job_id] = {"state": state.split()[0] if state else "PENDING", "start": start, "end": end,
                               "exit_code": exit_code}
     return states
+
+
+def scontrol_states(job_ids: list[str]) -> dict[str, dict]:
+    """The same from `scontrol show job` (no accounting needed); a job it no longer knows is UNKNOWN."""
+    states = {}
+    for job_id in job_ids:
+        out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=60)
+        fields = dict(f.split("=", 1) for f in out.stdout.split() if "=" in f) if out.returncode == 0 else {}
+        states[job_id] = {"state": fields.get("JobState", "UNKNOWN"), "start": fields.get("StartTime", "Unknown"),
+                          "end": fields.get("EndTime", "Unknown"), "exit_code": fields.get("ExitCode", "")}
+    return states
+
+
+_warned: list[str] = []
+
+
+def job_states(job_ids: list[str]) -> dict[str, dict]:
+    """sacct_states, or scontrol_states where sacct fails (accounting disabled or down)."""
+    if not job_ids:
+        return {}
+    try:
+        states = sacct_states(job_ids)
+    except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as err:
+        if not _warned:
+            reason = (getattr(err, "stderr", "") or str(err)).strip().splitlines()
+            print(f"sacct failed ({reason[0] if reason else err}); job states from scontrol, which forgets "
+                  "finished jobs after MinJobAge", file=sys.stderr, flush=True)
+            _warned.append("sacct")
+        return scontrol_states(job_ids)
+    # The run Slurm preempted may be requeued already: the controller's view wins over the record's.
+    preempted = [j for j, s in states.items() if s["state"] == "PREEMPTED"]
+    live = {j: s for j, s in scontrol_states(preempted).items() if s["state"] not in ("PREEMPTED", "UNKNOWN")}
+    return states | live
 
 
 def pending_reasons(job_ids: list[str]) -> dict[str, str]:
@@ -68,7 +105,7 @@ def failure_message(job: dict, state: dict) -> str:
 def status(run_dir: Path) -> int:
     """Print the run's job table; 1 if a stage failed (naming it and its log), else 0."""
     jobs = read_jobs(run_dir)
-    states = sacct_states([j["job_id"] for j in jobs])
+    states = job_states([j["job_id"] for j in jobs])
     print(status_table(jobs, states))
     failed = failure(jobs, states)
     if failed:
@@ -85,7 +122,7 @@ def watch(run_dir: Path, poll_s: float = 5.0, timeout_s: float = 0.0) -> int:
     seen: dict[str, str] = {}
     start = time.monotonic()
     while True:
-        states = sacct_states(ids)
+        states = job_states(ids)
         reasons = pending_reasons(ids) if any(states[i]["state"] == "PENDING" for i in ids) else {}
         for job in jobs:
             state = states[job["job_id"]]["state"]

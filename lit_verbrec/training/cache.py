@@ -5,12 +5,19 @@ distillation set. The file is keyed by the verbalizer kind and a hash of its ada
 (`verbalizations-<kind>-<hash>.parquet`), so a retrained verbalizer never reuses stale
 texts, and rows are keyed by example id. Writes go to a temporary file renamed into place,
 so an interrupted write never leaves a half file.
+
+The ranks of a Slurm job share the work: rank r of R verbalizes every R-th missing example,
+`chunk` at a time, and rewrites its own part file (`...part<r>.parquet`) after each chunk, so a
+requeue keeps what was done; `after_chunk` is where a preemption signal stops the job. Then each
+rank waits until every part is there (the process group starts later, with fit). Reads take the
+main file and every part; a single process merges them into the main file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,35 +40,68 @@ class VerbalizationCache:
         self.computed = 0
         self.reused = 0
 
-    def texts(self, examples: list[dict], verbalize: Callable[[list[dict]], list[str]]) -> dict[str, str]:
-        """example_id -> verbalization for `examples`, computing (and storing) only the missing ones."""
+    def texts(self, examples: list[dict], verbalize: Callable[[list[dict]], list[str]], shard: tuple[int, int] = (0, 1),
+              chunk: int = 64, after_chunk: Callable[[str], None] = lambda saved: None,
+              poll_s: float = 2.0) -> dict[str, str]:
+        """example_id -> verbalization for `examples`, computing (and storing) only the missing ones;
+        `shard` (rank, ranks): this process's share of them. `after_chunk(what was saved)` runs after
+        each saved chunk and while waiting for the other ranks (it may end the process)."""
+        rank, ranks = shard
         stored = self._read()
         missing = [e for e in examples if e["example_id"] not in stored]
         self.reused += len(examples) - len(missing)
-        if missing:
-            new = verbalize(missing)
-            self.computed += len(missing)
-            stored.update({e["example_id"]: (e["split"], t) for e, t in zip(missing, new)})
-            self._write(stored)
+        mine = missing[rank::ranks]
+        part = self.part(rank)
+        own = self._read_file(part)
+        for start in range(0, len(mine), chunk):
+            batch = mine[start:start + chunk]
+            own.update({e["example_id"]: (e["split"], t) for e, t in zip(batch, verbalize(batch))})
+            self.computed += len(batch)
+            self._write(own, part)
+            after_chunk(f"{start + len(batch)} of this rank's {len(mine)} verbalizations saved in {part}")
+        stored = self._read()
+        while any(e["example_id"] not in stored for e in missing):   # the other ranks' shares
+            after_chunk(f"waiting for the other ranks' verbalizations ({len(stored)} of {len(examples)} there)")
+            time.sleep(poll_s)
+            stored = self._read()
+        if ranks == 1 and missing:   # one process: fold the parts into the main file
+            self._write(stored, self.path)
+            for path in self._parts():
+                path.unlink()
         return {e["example_id"]: stored[e["example_id"]][1] for e in examples}
+
+    def part(self, rank: int) -> Path:
+        """The file rank `rank` writes its verbalizations to."""
+        return self.path.with_name(f"{self.path.stem}.part{rank}.parquet")
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.path.parent.glob(f"{self.path.stem}.part*.parquet"))
 
     def stored_texts(self) -> dict[str, str]:
         """example_id -> verbalization of every example in the file ({} if there is none)."""
         return {i: text for i, (_, text) in self._read().items()}
 
     def _read(self) -> dict[str, tuple[str, str]]:
-        if not self.path.is_file():
+        """The main file and every rank's part."""
+        stored: dict[str, tuple[str, str]] = {}
+        for path in [self.path, *self._parts()]:
+            stored.update(self._read_file(path))
+        return stored
+
+    @staticmethod
+    def _read_file(path: Path) -> dict[str, tuple[str, str]]:
+        if not path.is_file():
             return {}
-        table = pq.read_table(self.path)
+        table = pq.read_table(path)
         return {i: (s, t) for i, s, t in zip(table["example_id"].to_pylist(), table["split"].to_pylist(),
                                              table["verbalization"].to_pylist())}
 
-    def _write(self, stored: dict[str, tuple[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self, stored: dict[str, tuple[str, str]], path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         ids = sorted(stored)
         table = pa.table({"example_id": ids, "split": [stored[i][0] for i in ids],
                           "verbalization": [stored[i][1] for i in ids],
                           "verbalizer": [self.kind] * len(ids), "adapter_hash": [self.key] * len(ids)})
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
         pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)

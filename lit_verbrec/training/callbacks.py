@@ -41,6 +41,14 @@ class ValidationCallback(EveryNSteps):
         self.best: float | None = None
         self.history: list[dict] = []
 
+    def state_dict(self) -> dict:
+        """Saved in the checkpoint: after a requeue the best score and the history go on, so a worse
+        first validation does not overwrite the best adapter (the one stage 2 and evaluation use)."""
+        return {"best": self.best, "history": list(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.history = state["best"], list(state["history"])
+
     def measure(self, trainer: pl.Trainer, module) -> None:
         metrics = module.validation_reward(self.examples)
         step = trainer.global_step

@@ -125,7 +125,7 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
     if SLURMEnvironment.detect():
         # Ranks and rendezvous from Slurm's variables; preemption is RequeueOnSignal's alone.
         plugins.append(SLURMEnvironment(auto_requeue=False))
-        distributed = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt")]
+        distributed = [RequeueOnSignal(stage_dir / "checkpoints" / "last.ckpt", cfg.cluster.max_requeues)]
     if devices * nodes > 1:
         distributed.append(ReplicaCheck(stage_dir / "replicas.json"))
     return pl.Trainer(

@@ -146,7 +146,12 @@ def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, 
         return dict(zip([e["example_id"] for e in examples], template.verbalize(examples))), {"input": "template"}
     verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
     cache = VerbalizationCache(paths.cache, verbalizer.kind, key)
-    texts = cache.texts(examples, verbalizer.verbalize)
+    # The ranks of a Slurm job split the work and save it chunk by chunk; a preemption signal stops here.
+    from lit_verbrec.training.preemption import exit_if_signalled, job_rank
+
+    texts = cache.texts(examples, verbalizer.verbalize, shard=job_rank(),
+                        after_chunk=lambda saved: exit_if_signalled(f"stage-2 verbalization: {saved}",
+                                                                    cfg.cluster.max_requeues))
     return texts, {"input": "verbalized", "cache": str(cache.path), "computed": cache.computed, "reused": cache.reused}
 
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 SLURM = Path(__file__).resolve().parents[2] / "slurm"
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # slurm_jobs.py, the tests' helpers
+
+from slurm_jobs import queue  # noqa: E402
+
+from lit_verbrec.launch.jobs import read_jobs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +53,17 @@ def slurm_cluster():
     if not was_running:
         subprocess.run(["bash", SLURM / "stop.sh"], check=True, timeout=120, env=env)
         shutil.rmtree(env["LIT_VERBREC_SLURM_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def cancel_own_jobs(tmp_path):
+    """Cancel whatever the test submitted and left behind: a hung job would hold the node's CPUs
+    and keep every later job PENDING (Resources), in this run and after a cluster restart."""
+    yield
+    if not (tmp_path / "default" / "slurm" / "jobs.json").is_file():
+        return
+    ids = [j["job_id"] for j in read_jobs(tmp_path / "default")]
+    subprocess.run(["scancel", *ids], check=False, timeout=60)
+    end = time.monotonic() + 60                      # gone from the node before the next test asks for it
+    while queue(*ids) and time.monotonic() < end:
+        time.sleep(0.5)

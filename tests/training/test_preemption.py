@@ -1,30 +1,22 @@
 """Resuming where a run stopped: the batch order of ResumableBatches, and RequeueOnSignal's
-checkpoint at a step boundary followed by a resume at the same step, optimizer state and batch."""
+checkpoint at a step boundary (on SIGUSR2, the time limit's warning, and on SIGTERM, preemption's)
+followed by a resume at the same step, optimizer state, batch and samples."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_toy import TOY_GRPO  # noqa: E402
-from toy import ToyModule, ToyPrompts, toy_tokenizer  # noqa: E402
+from toy_fit import Record, fit_toy, signal_handlers  # noqa: E402,F401 (a fixture)
 
-from lit_verbrec.config.schema import LoraConfig, SizeConfig  # noqa: E402
-from lit_verbrec.config.train_schema import GRPOConfig  # noqa: E402
-from lit_verbrec.models.loading import load_policy  # noqa: E402
-from lit_verbrec.rollout.callback import RolloutCallback  # noqa: E402
-from lit_verbrec.rollout.hf import HFEngine  # noqa: E402
+from lit_verbrec.training import preemption  # noqa: E402
 from lit_verbrec.training.batches import ResumableBatches  # noqa: E402
 from lit_verbrec.training.preemption import REQUEUED_EXIT_CODE, RequeueOnSignal  # noqa: E402
-
-SIZE = SizeConfig(lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
 
 
 def test_batches_cover_each_epoch_once_split_across_ranks():
@@ -50,59 +42,30 @@ def test_too_few_examples_for_one_step_names_the_setting():
         len(ResumableBatches(list(range(5)), 4, seed=0, position=lambda: 0, shard=lambda: (0, 2)))
 
 
-class Record(pl.Callback):
-    """Records the batch and the sampled completions of every step; sends SIGUSR2 to this process
-    after step `signal_at`."""
-
-    def __init__(self, signal_at: int = 0) -> None:
-        self.batches, self.signal_at, self.start_step, self.start_adam_steps = [], signal_at, None, None
-        self.samples = []
-
-    def on_train_start(self, trainer, module):
-        self.start_step = trainer.global_step
-        state = trainer.optimizers[0].state
-        self.start_adam_steps = {int(s["step"]) for s in state.values()} if state else {0}
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):   # after RolloutCallback's
-        self.batches.append(list(batch))
-        self.samples.append(module.rollout.completion_ids.tolist())
-
-    def on_train_batch_end(self, trainer, module, *args):
-        if trainer.global_step == self.signal_at:
-            os.kill(os.getpid(), signal.SIGUSR2)
+@pytest.fixture(scope="module")
+def straight():
+    """An uninterrupted 14-step run (shared by the signals' cases)."""
+    record = Record()
+    fit_toy(14, [record])
+    return record
 
 
-def _fit(steps: int, callbacks: list, ckpt_path: str | None = None, seed: int = 0) -> pl.Trainer:
-    pl.seed_everything(seed)   # a resumed process's RNG is where a fresh one starts, not where the run stopped
-    tokenizer = toy_tokenizer()
-    policy = load_policy(SIZE, tokenizer, gradient_checkpointing=False, seed=0)
-    module = ToyModule(policy, tokenizer, HFEngine(policy, tokenizer), GRPOConfig(**{**TOY_GRPO, "max_steps": steps}))
-    trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, callbacks=[RolloutCallback(), *callbacks])
-    # 10 steps per epoch, so the run crosses an epoch boundary after the resume
-    batches = ResumableBatches(ToyPrompts(40), 4, seed=0, position=lambda: module.batches_done)
-    trainer.fit(module, batches, ckpt_path=ckpt_path)
-    return trainer
-
-
-def test_signal_checkpoints_at_the_step_and_the_resumed_run_continues_there(tmp_path, monkeypatch):
+@pytest.mark.usefixtures("signal_handlers")
+@pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
+def test_signal_checkpoints_at_the_step_and_the_resumed_run_continues_there(tmp_path, monkeypatch, signum, straight):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    previous = signal.getsignal(signal.SIGUSR2)
-    straight = Record()
-    _fit(14, [straight])
 
     requeued, ckpt = [], tmp_path / "last.ckpt"
-    first = Record(signal_at=6)
-    try:
-        with pytest.raises(SystemExit) as stop:
-            _fit(14, [first, RequeueOnSignal(ckpt, requeue=requeued.append)])
-        assert stop.value.code == REQUEUED_EXIT_CODE and requeued == ["4242"]
-        assert len(first.batches) == 6 and ckpt.is_file()   # stopped right after the step that saw the signal
+    first = Record(signal_at=6, signum=signum)
+    running = RequeueOnSignal(ckpt, requeue=requeued.append, state=lambda job: "RUNNING")
+    with pytest.raises(SystemExit) as stop:
+        fit_toy(14, [first, running])
+    assert stop.value.code == REQUEUED_EXIT_CODE and requeued == ["4242"]
+    assert len(first.batches) == 6 and ckpt.is_file()   # stopped right after the step that saw the signal
 
-        resumed = Record()
-        trainer = _fit(14, [resumed], ckpt_path=str(ckpt), seed=1)
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
+    resumed = Record()
+    preemption.reset()   # the requeued job is a new process
+    trainer = fit_toy(14, [resumed], ckpt_path=str(ckpt), seed=1)
     assert resumed.start_step == 6 and resumed.start_adam_steps == {6}   # global step and optimizer state
     assert first.batches + resumed.batches == straight.batches            # same data, no batch seen twice
     # each step's sampling is seeded by (run seed, rank, step): the samples of an uninterrupted run
