@@ -30,6 +30,9 @@ class RolloutEngine(Protocol):
 
     def sync_adapter(self, adapter_dir: Path | None) -> None: ...
 
+    def close(self) -> None:
+        """Free what the engine holds beyond the trainer's model (the stage is over)."""
+
 
 def vllm_base_model(size: SizeConfig, vllm_base: str | None) -> str:
     """What vLLM loads: `vllm_base` if given, else size.model (only valid for an unquantized 8b/32b)."""

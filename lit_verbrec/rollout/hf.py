@@ -139,6 +139,9 @@ class HFEngine:
         self.model = model
         self.tokenizer = tokenizer
 
+    def close(self) -> None:
+        """Nothing to free: the engine is the trainer's own model."""
+
     def sync_adapter(self, adapter_dir: Path | None) -> None:
         """Nothing to do: the engine samples from the trainer's live weights."""
 

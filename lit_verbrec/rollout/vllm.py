@@ -65,6 +65,7 @@ this module's tests; read from their sources):
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -235,6 +236,15 @@ class VLLMEngine:
         if self.sleep_level == 2:   # level 2 discarded the weights: reload them from the base folder
             llm.collective_rpc("reload_weights")
         llm.wake_up(tags=["kv_cache"])
+
+    def close(self) -> None:
+        """Drop the engine and return its GPU memory, so that stage 2's engine has the room stage 1's
+        held (`stage=both` runs both in one process). vLLM's parallel state is left alone: under
+        external_launcher it is the ranks' own process group, which Lightning still uses."""
+        self._llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
         """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base).

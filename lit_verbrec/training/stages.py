@@ -115,6 +115,7 @@ def run_verbalizer_stage(cfg: Config) -> dict:
     if cfg.verbalizer.kind == "action" and cfg.train.probe_examples:
         callbacks.append(DecisionProbe(val[:cfg.train.probe_examples], cfg.train.probe_every_n_steps))
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
+    engine.close()   # stage 2 (same process under stage=both) builds its own
     validation = validation_history(callbacks)
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
             "oracle": oracle.stats()}
@@ -173,6 +174,7 @@ def run_reasoner_stage(cfg: Config) -> dict:
                           cfg.reasoner.answer, cfg.data.examples.num_candidates)
     callbacks = stage_callbacks(cfg, stage_dir, val)
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
+    engine.close()
     validation = validation_history(callbacks)
     print(f"stage 2 read {module.text_lookups:,} texts from the cache during training "
           f"(verbalized {text_info.get('computed', 0):,}, reused {text_info.get('reused', 0):,})", flush=True)

@@ -6,11 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from finished_runs import run_tool  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("after_training")   # the finished tiny runs (conftest.py) are built once, on one pytest-xdist worker
 
 
 def test_six_rows_from_two_runs(qlora_run, rewrite_run, tmp_path):

@@ -25,6 +25,8 @@ from lit_verbrec.export.distill import FIELDS
 from lit_verbrec.models.loading import load_base_model
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 
+pytestmark = pytest.mark.xdist_group("after_training")   # the finished tiny runs (conftest.py) are built once, on one pytest-xdist worker
+
 
 @pytest.fixture(scope="module")
 def exported(qlora_run):

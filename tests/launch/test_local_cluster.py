@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("slurm")   # one local Slurm cluster per machine: every test that uses it on one pytest-xdist worker
+
+
 SLURM = Path(__file__).resolve().parents[2] / "slurm"
 
 

@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from slurm_jobs import ROOT, queue, submit, wait_until
 
 from lit_verbrec.config.compose import compose
 from lit_verbrec.launch.slurm import dry_run, read_jobs
 from lit_verbrec.launch.slurm_watch import sacct_states
+
+pytestmark = pytest.mark.xdist_group("slurm")   # one local Slurm cluster per machine: every test that uses it on one pytest-xdist worker
 
 
 def test_dry_run_of_two_nodes_with_two_tasks_is_the_readme_example():

@@ -13,9 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from slurm_jobs import CLUSTER, ROOT, TINY, logged_steps, requeue_now, submit, wait_until
 
 from lit_verbrec.launch.slurm import read_jobs
+
+pytestmark = pytest.mark.xdist_group("slurm")   # one local Slurm cluster per machine: every test that uses it on one pytest-xdist worker
+
 
 STEPS = 12
 SIGTERM_RUN = [f"verbalizer.grpo.max_steps={STEPS}", "train.checkpoint_every_n_steps=100", "train.samples_every_n_steps=1",
