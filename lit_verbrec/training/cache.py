@@ -50,7 +50,10 @@ class VerbalizationCache:
         stored = self._read()
         missing = [e for e in examples if e["example_id"] not in stored]
         self.reused += len(examples) - len(missing)
-        mine = missing[rank::ranks]
+        # The share is a function of the example list alone, never of what is stored when this rank
+        # looks: ranks that start at different times must still split the same set, or an example
+        # could fall in no rank's share and every rank would wait for it forever.
+        mine = [e for e in examples[rank::ranks] if e["example_id"] not in stored]
         part = self.part(rank)
         own = self._read_file(part)
         for start in range(0, len(mine), chunk):

@@ -35,6 +35,7 @@ from vllm_tiny import (  # noqa: E402
     CORPUS,
     TOLERANCE,
     VLLM_SIZE,
+    environment_as_found,
     grpo,
     max_mismatch,
     set_adapter,
@@ -43,6 +44,8 @@ from vllm_tiny import (  # noqa: E402
 )
 
 SIZE = SizeConfig(name="tiny", tokenizer="builtin", lora=LoraConfig(rank=8, alpha=16, dropout=0.0))
+
+vllm_leaves_the_environment_as_found = pytest.fixture(scope="module", autouse=True)(environment_as_found)
 
 
 def request(*samples) -> SimpleNamespace:

@@ -24,7 +24,17 @@ from lit_verbrec.training.grpo import GRPOModule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vllm_tiny import CORPUS, TOLERANCE, VLLM_SIZE, grpo, shut_down, trainer_logprobs  # noqa: E402
+from vllm_tiny import (  # noqa: E402
+    CORPUS,
+    TOLERANCE,
+    VLLM_SIZE,
+    environment_as_found,
+    grpo,
+    shut_down,
+    trainer_logprobs,
+)
+
+vllm_leaves_the_environment_as_found = pytest.fixture(scope="module", autouse=True)(environment_as_found)
 
 GRPO = dict(group_size=4, prompts_per_step=2, micro_batch_size=8, max_new_tokens=12, lr=0.05, beta=0.0, max_grad_norm=0.0)
 

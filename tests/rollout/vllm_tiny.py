@@ -8,6 +8,8 @@ keeps 16 for the learning demonstration). Every test module builds one engine an
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from lit_verbrec.config.schema import GRPOConfig, LoraConfig, SizeConfig, TinyArchitecture
@@ -22,6 +24,16 @@ VLLM_GRPO = dict(engine="vllm", vllm_max_model_len=512, vllm_kv_cache_mib=32)
 """A 512-token context and a 32 MiB KV cache: vLLM's CPU default would take 30% of the RAM."""
 TOLERANCE = 1e-4
 """float32 engine vs trainer, per sampled token (measured: about 6e-6)."""
+
+
+def environment_as_found():
+    """A module fixture's body: an in-process vLLM engine sets process-wide variables (LD_PRELOAD of
+    torch's libgomp, LOCAL_WORLD_SIZE=1, VLLM_DIST_IDENT, ...) that every later subprocess of the
+    same pytest worker would inherit; a `train.devices=2` run then saw a world of one. Restore them."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 def shut_down(engine) -> None:

@@ -61,3 +61,29 @@ def test_a_stop_after_a_chunk_keeps_it_and_the_requeued_job_does_only_the_rest(t
     assert again.seen == [e["example_id"] for e in EXAMPLES[6:]]          # nothing verbalized twice
     assert cache.reused == 6 and cache.computed == 5 and len(texts) == 11
     assert sorted(p.name for p in tmp_path.iterdir()) == ["verbalizations-action-k.parquet"]   # parts folded in
+
+
+def test_a_rank_that_starts_late_still_takes_its_own_share(tmp_path):
+    """Rank 0 has saved its whole share before rank 1 looks: rank 1 computes exactly the rest."""
+    early, late = Verbalizer(), Verbalizer()
+    ids = [e["example_id"] for e in EXAMPLES]
+    with pytest.raises(TimeoutError):   # rank 0 alone: its share done, it waits for rank 1's
+        VerbalizationCache(tmp_path, "action", "k").texts(EXAMPLES, early, shard=(0, 2), chunk=2, poll_s=0.01,
+                                                          after_chunk=stop_waiting_after(5))
+    texts = VerbalizationCache(tmp_path, "action", "k").texts(EXAMPLES, late, shard=(1, 2), chunk=2, poll_s=0.01,
+                                                              after_chunk=stop_waiting_after(50))   # never forever
+    assert early.seen == ids[0::2] and late.seen == ids[1::2]
+    assert texts == {i: f"text of {i}" for i in ids}
+
+
+def stop_waiting_after(calls: int):
+    """An after_chunk that raises TimeoutError on its `calls`-th call while waiting."""
+    count = {"waits": 0}
+
+    def after_chunk(message: str) -> None:
+        if message.startswith("waiting"):
+            count["waits"] += 1
+            if count["waits"] >= calls:
+                raise TimeoutError(message)
+
+    return after_chunk
