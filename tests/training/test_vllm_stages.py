@@ -37,8 +37,10 @@ def test_both_stages_train_with_vllm_on_two_ranks(tmp_path):
     result = subprocess.run([sys.executable, ROOT / "tools" / "submit.py", f"run.root={tmp_path}", *RUN],
                             capture_output=True, text=True, timeout=900, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    # each rank's engine joined the trainer's 2-rank process group (vLLM logs rank 0's line)
-    assert "rank 0 in world size 2 is assigned as DP rank 0" in result.stdout + result.stderr
+    # Each rank's engine joined the trainer's 2-rank process group: an engine that started a world of
+    # its own left Lightning's DDP with one rank per process, and replicas.json below then holds one
+    # rank. (vLLM's own "rank 0 in world size 2" line is logged with info_once and did not reach the
+    # captured output in every run, so it is not what the test reads.)
     run = tmp_path / "default"
     results = {entry["stage"]: entry for entry in json.loads((run / "results.json").read_text())}
     for stage in ("verbalizer", "reasoner"):
