@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/default
 # pytest-xdist workers; tests that share the local Slurm cluster or the finished tiny runs carry an
-# xdist_group mark and stay on one worker (tests/launch/test_slurm*.py, tests/after_training/)
+# xdist_group mark and stay on one worker (tests/launch, tests/after_training)
 TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint clean gpu-check
