@@ -168,6 +168,9 @@ class EvalConfig:
     each run's own config says which rows it can fill (lit_verbrec/evaluation/paper.py)."""
     zero_shot_max_new_tokens: int = 256
     """Length limit of the zero-shot verbalizer's rewrite."""
+    engine: str = "as_trained"
+    """What serves the runs' models: as_trained (each stage's grpo.engine), hf, or vllm (one vLLM engine
+    in the process serves every row's adapter; the action verbalizer and choice answers run on hf)."""
 
     def __post_init__(self) -> None:
         choice(self.split, "eval.split", ("train", "val", "test"))
@@ -175,6 +178,7 @@ class EvalConfig:
         require(self.bootstrap >= 100, "eval.bootstrap", "must be >= 100")
         require(0.5 < self.confidence < 1.0, "eval.confidence", "must be in (0.5, 1)")
         require(self.max_examples >= 0, "eval.max_examples", "must be >= 0")
+        choice(self.engine, "eval.engine", ("as_trained", "hf", "vllm"))
 
 
 @dataclass

@@ -22,10 +22,15 @@ from lit_verbrec.config.compose import compose_run
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
-from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.text.template import verbalize_template
+from lit_verbrec.training.inference import (
+    frozen_engine,
+    frozen_verbalizer,
+    inference_batch,
+    trained_reasoner,
+)
 from lit_verbrec.training.run import RunPaths, run_tokenizer
-from lit_verbrec.training.stages import frozen_verbalizer, stage2_texts, trained_reasoner
+from lit_verbrec.training.stages import stage2_texts
 from lit_verbrec.training.verbalizer import compression_ratio
 from lit_verbrec.training.verbalizers import RewriteVerbalizer
 
@@ -59,10 +64,17 @@ def _oracle_row(oracle: Oracle, texts: list[str], examples: list[dict]) -> np.nd
     return np.array([-1 if c is None else c for c in oracle.choose(texts, [e["candidates"] for e in examples])])
 
 
+def _engine(engine: str, trained_with: str) -> str:
+    """eval.engine: `as_trained` -> the engine the run's stage trained with."""
+    return trained_with if engine == "as_trained" else engine
+
+
 def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: list[str],
-               max_new_tokens: int = 256) -> dict:
+               max_new_tokens: int = 256, engine: str = "as_trained") -> dict:
     """{"preds": {row: [N] indices}, "unavailable": {row: why}, "compression": {row: ratio},
-    "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them}}."""
+    "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them}}.
+    `engine`: what serves the models (eval.engine: as_trained | hf | vllm); on vllm one engine in
+    the process serves every row's adapter (lit_verbrec/training/inference.py)."""
     runs = assign_runs(folders)
     templates = [verbalize_template(e["history"], catalog) for e in examples]
     out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
@@ -76,13 +88,13 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
             continue
         paths = RunPaths.of(cfg)
         tokenizer = run_tokenizer(cfg, paths, examples, catalog)
+        served_by = _engine(engine, cfg.verbalizer.grpo.engine)
         if name == "zero-shot":
-            from lit_verbrec.models.loading import load_base_model
-
-            base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.run / "eval-zero-shot")
-            verbalizer = RewriteVerbalizer(HFEngine(base.eval(), tokenizer), tokenizer, catalog, "zero_shot", max_new_tokens)
+            served, _ = frozen_engine(cfg, paths, cfg.verbalizer.grpo, tokenizer, None, served_by)
+            verbalizer = RewriteVerbalizer(served, tokenizer, catalog, "zero_shot", max_new_tokens,
+                                           batch_size=inference_batch(served))
         else:
-            verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog)
+            verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog, served_by)
         texts = verbalizer.verbalize(examples)
         out["preds"][name] = _oracle_row(oracle, texts, examples)
         out["compression"][name] = _compression(tokenizer, texts, templates)
@@ -96,8 +108,9 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
             continue
         paths = RunPaths.of(cfg)
         tokenizer = run_tokenizer(cfg, paths, examples, catalog)
-        texts, _ = stage2_texts(cfg, paths, examples, tokenizer, catalog)
+        texts, _ = stage2_texts(cfg, paths, examples, tokenizer, catalog, _engine(engine, cfg.verbalizer.grpo.engine))
         ordered = [texts[e["example_id"]] for e in examples]
-        out["preds"][name] = trained_reasoner(cfg, paths, tokenizer, catalog, texts).predict(examples).numpy()
+        reasoner = trained_reasoner(cfg, paths, tokenizer, catalog, texts, _engine(engine, cfg.reasoner.grpo.engine))
+        out["preds"][name] = reasoner.predict(examples).numpy()
         out["compression"][name] = _compression(tokenizer, ordered, templates)
     return out

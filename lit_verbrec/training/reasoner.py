@@ -39,8 +39,9 @@ ANSWER_PREFIX = "Answer: "
 class ReasonerGRPO(GRPOModule):
     def __init__(self, policy, tokenizer, engine, grpo: GRPOConfig, catalog: Catalog, texts: dict[str, str],
                  candidate_metadata: bool = True, max_tags: int = 3, answer: str = "free",
-                 num_candidates: int = 10) -> None:
+                 num_candidates: int = 10, batch_size: int = 16) -> None:
         super().__init__(policy, tokenizer, engine, grpo)
+        self.batch_size = batch_size           # examples per `predict` sampling call; 0: all at once (vLLM)
         self.catalog, self.texts = catalog, texts
         self.candidate_metadata, self.max_tags, self.answer = candidate_metadata, max_tags, answer
         self.text_lookups = 0                  # reads from the verbalization cache during training
@@ -96,9 +97,10 @@ class ReasonerGRPO(GRPOModule):
                              for i, g in enumerate(rollout.group.tolist())]
         return {"reward": reward, "accuracy": (pred == target).float(), "valid": (pred >= 0).float()}
 
-    def predict(self, examples: list[dict], batch_size: int = 16) -> torch.Tensor:
+    def predict(self, examples: list[dict], batch_size: int | None = None) -> torch.Tensor:
         """Greedy answers: [len(examples)] candidate index, -1 for an invalid answer."""
         params = replace(self.sampling_params(), n=1)
+        batch_size = (self.batch_size if batch_size is None else batch_size) or max(1, len(examples))
         preds = []
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]

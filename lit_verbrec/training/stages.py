@@ -9,30 +9,22 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import torch
 
 from lit_verbrec.config.schema import Config
-from lit_verbrec.data.files import atomic_folder_write
-from lit_verbrec.models.loading import (
-    load_adapter,
-    load_base_model,
-    load_policy,
-    save_dequantized_base,
-)
+from lit_verbrec.models.loading import load_policy
 from lit_verbrec.oracle.base import make_oracle
 from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
-from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
+from lit_verbrec.rollout.vllm_llm import close_llm, owns_process_group
+from lit_verbrec.training.cache import VerbalizationCache
 from lit_verbrec.training.callbacks import ValidationCallback
-from lit_verbrec.training.distributed import RankInfo, rank_info, setup_rank
+from lit_verbrec.training.distributed import rank_info, setup_rank
+from lit_verbrec.training.inference import HF_BATCH, frozen_verbalizer, vllm_base
 from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
     RunPaths,
-    best_adapter,
     fit,
     load_examples,
     prepared_folder,
@@ -41,6 +33,11 @@ from lit_verbrec.training.run import (
 )
 from lit_verbrec.training.verbalizer import VerbalizerGRPO
 from lit_verbrec.training.verbalizers import ActionVerbalizer, RewriteVerbalizer, TemplateVerbalizer
+
+HF_CACHE_CHUNK = 64
+"""Examples verbalized between two saves of stage 2's cache, on transformers."""
+VLLM_CACHE_CHUNK = 1024
+"""... on vLLM, which runs a chunk as one batch."""
 
 
 def stage_policy(cfg: Config, grpo, tokenizer, stage_dir):
@@ -58,38 +55,8 @@ def make_rollout_engine(cfg: Config, grpo, policy, tokenizer, paths: RunPaths):
     """hf shares the policy's weights; vllm loads the base (dequantized NF4 when the policy is QLoRA)."""
     if grpo.engine == "hf":
         return HFEngine(policy, tokenizer)
-    vllm_base = None
-    if cfg.size.name == "tiny" or cfg.size.quantization == "nf4":
-        vllm_base = paths.run / "vllm-base"
-        shared_vllm_base(policy, vllm_base, tokenizer, rank_info(cfg))
-        vllm_base = str(vllm_base)
     # the engine adds its rank to the seed when it is built (inside fit, where DDP's ranks exist)
-    return make_engine(grpo, cfg.size, policy, tokenizer, cfg.run.seed, vllm_base=vllm_base)
-
-
-def shared_vllm_base(policy, folder: Path, tokenizer, rank: RankInfo, poll_s: float = 2.0,
-                     timeout_s: float = 3600.0) -> bool:
-    """The dequantized base vLLM loads, written once per run by global rank 0 and atomically
-    (model.safetensors renamed in last, so a killed write never leaves a folder that looks done);
-    every other rank waits for it instead of holding its own host copy of the full state.
-    Returns whether this rank wrote it. Files, not a collective: under Lightning's own launcher
-    rank 0 gets here before the other ranks exist."""
-    def done() -> bool:
-        return (folder / "model.safetensors").is_file()
-
-    wrote = False
-    if rank.global_rank == 0 and not done():
-        # bf16 on a GPU; on a CPU the weights keep their dtype (float32: the engine matches the trainer)
-        dtype = torch.bfloat16 if torch.cuda.is_available() else None
-        atomic_folder_write(folder, lambda tmp: save_dequantized_base(policy, tmp, tokenizer, dtype=dtype),
-                            last="model.safetensors")
-        wrote = True
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"rank {rank.global_rank}: rank 0 did not write {folder} within {timeout_s:.0f} s")
-        time.sleep(poll_s)
-    return wrote
+    return make_engine(grpo, cfg.size, policy, tokenizer, cfg.run.seed, vllm_base=vllm_base(cfg, paths, tokenizer, policy))
 
 
 def run_verbalizer_stage(cfg: Config) -> dict:
@@ -121,38 +88,27 @@ def run_verbalizer_stage(cfg: Config) -> dict:
             "oracle": oracle.stats()}
 
 
-def frozen_verbalizer(cfg: Config, paths: RunPaths, tokenizer, catalog):
-    """Stage 1's verbalizer with its best adapter, frozen, and the adapter's hash."""
-    adapter = best_adapter(paths.stage("verbalizer"))
-    if not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no stage-1 adapter in {paths.stage('verbalizer')}: run stage=verbalizer first "
-                                f"(or reasoner.input=template to train on the template text)")
-    base = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner"))
-    model = load_adapter(base, adapter)
-    model.eval()
-    if cfg.verbalizer.kind == "action":
-        verbalizer = ActionVerbalizer(model, tokenizer, catalog, full_lines=cfg.verbalizer.action_line == "full",
-                                      factorised=cfg.verbalizer.action_decoding == "factorised",
-                                      max_tags=cfg.text.max_tags)
-    else:
-        verbalizer = RewriteVerbalizer(HFEngine(model, tokenizer), tokenizer, catalog, "rewrite",
-                                       cfg.verbalizer.grpo.max_new_tokens)
-    return verbalizer, adapter_hash(adapter)
-
-
-def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, catalog) -> tuple[dict[str, str], dict]:
-    """example_id -> the reasoner's input text (verbalized once and cached, or the template)."""
+def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, catalog,
+                 engine: str | None = None) -> tuple[dict[str, str], dict]:
+    """example_id -> the reasoner's input text (verbalized once and cached, or the template).
+    `engine`: what serves the frozen verbalizer (default verbalizer.grpo.engine)."""
     if cfg.reasoner.input == "template":
         template = TemplateVerbalizer(catalog, cfg.text.max_tags)
         return dict(zip([e["example_id"] for e in examples], template.verbalize(examples))), {"input": "template"}
-    verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
+    verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog, engine)
     cache = VerbalizationCache(paths.cache, verbalizer.kind, key)
     # The ranks of a Slurm job split the work and save it chunk by chunk; a preemption signal stops here.
     from lit_verbrec.training.preemption import exit_if_signalled, job_rank
 
-    texts = cache.texts(examples, verbalizer.verbalize, shard=job_rank(),
+    # vLLM batches a whole chunk at once: larger chunks keep it busy, at the price of more redone on a requeue
+    chunk = VLLM_CACHE_CHUNK if getattr(verbalizer, "batch_size", HF_BATCH) == 0 else HF_CACHE_CHUNK
+    texts = cache.texts(examples, verbalizer.verbalize, shard=job_rank(), chunk=chunk,
                         after_chunk=lambda saved: exit_if_signalled(f"stage-2 verbalization: {saved}",
                                                                     cfg.cluster.max_requeues))
+    if isinstance(verbalizer, RewriteVerbalizer):
+        verbalizer.engine.close()   # the verbalizer's weights are not needed again in this stage
+    if owns_process_group() and rank_info(cfg).world_size > 1:
+        close_llm()   # its world of one would make DDP's ranks train alone; fit's engine joins their group
     return texts, {"input": "verbalized", "cache": str(cache.path), "computed": cache.computed, "reused": cache.reused}
 
 
@@ -180,15 +136,3 @@ def run_reasoner_stage(cfg: Config) -> dict:
           f"(verbalized {text_info.get('computed', 0):,}, reused {text_info.get('reused', 0):,})", flush=True)
     return {"stage_dir": str(stage_dir), "global_step": trainer.global_step, "validation": validation,
             "texts": text_info, "text_lookups": module.text_lookups}
-
-
-def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: dict[str, str]) -> ReasonerGRPO:
-    """Stage 2's reasoner with its best adapter, frozen, for evaluation (transformers engine)."""
-    adapter = best_adapter(paths.stage("reasoner"))
-    if not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no stage-2 adapter in {paths.stage('reasoner')}: run stage=reasoner first")
-    model = load_adapter(load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner")), adapter)
-    model.eval()
-    return ReasonerGRPO(model, tokenizer, HFEngine(model, tokenizer), cfg.reasoner.grpo, catalog, texts,
-                        cfg.text.candidate_metadata, cfg.text.max_tags, cfg.reasoner.answer,
-                        cfg.data.examples.num_candidates)

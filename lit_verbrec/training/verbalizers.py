@@ -82,9 +82,11 @@ class ActionVerbalizer:
 class RewriteVerbalizer:
     """Free-text verbalization (`rewrite`, trained) or its untrained heuristic twin (`zero_shot`)."""
 
-    def __init__(self, engine, tokenizer, catalog: Catalog, kind: str = "rewrite", max_new_tokens: int = 512) -> None:
+    def __init__(self, engine, tokenizer, catalog: Catalog, kind: str = "rewrite", max_new_tokens: int = 512,
+                 batch_size: int = 16) -> None:
         self.engine, self.tokenizer, self.catalog = engine, tokenizer, catalog
         self.kind, self.max_new_tokens = kind, max_new_tokens
+        self.batch_size = batch_size   # examples per `verbalize` sampling call; 0: all at once (vLLM)
         self.decision_ids = None
 
     def prompts(self, examples: list[dict]) -> list[list[int]]:
@@ -97,13 +99,15 @@ class RewriteVerbalizer:
     def render(self, examples: list[dict], rollout: Rollout) -> list[str]:
         return [text.strip() for text in rollout.texts]
 
-    def verbalize(self, examples: list[dict], batch_size: int = 16) -> list[str]:
-        return greedy_verbalizations(self, examples, batch_size, self.max_new_tokens)
+    def verbalize(self, examples: list[dict], batch_size: int | None = None) -> list[str]:
+        size = self.batch_size if batch_size is None else batch_size
+        return greedy_verbalizations(self, examples, size, self.max_new_tokens)
 
 
 def greedy_verbalizations(verbalizer, examples: list[dict], batch_size: int, max_new_tokens: int) -> list[str]:
-    """One greedy verbalization per example, `batch_size` examples per sampling call."""
+    """One greedy verbalization per example, `batch_size` examples per sampling call (0: all)."""
     texts = []
+    batch_size = batch_size or max(1, len(examples))
     for i in range(0, len(examples), batch_size):
         chunk = examples[i:i + batch_size]
         rollout = verbalizer.sample(chunk, SamplingParams(n=1, max_new_tokens=max_new_tokens), greedy=True)

@@ -22,12 +22,13 @@ from lit_verbrec.rollout.engines import make_engine, vllm_base_model
 from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.rollout.vllm import (
     INSTALL_HINT,
+    FrozenVLLMEngine,
     VLLMEngine,
-    _environment,
     engine_kwargs,
     rollout_from_outputs,
     vllm_max_lora_rank,
 )
+from lit_verbrec.rollout.vllm_llm import close_llm, current_llm, environment, owns_process_group
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -113,7 +114,7 @@ def test_the_rank_variables_vllm_reads_do_not_outlive_the_build(monkeypatch):
     """Left in os.environ, RANK=0 WORLD_SIZE=1 made a later `train.devices=2` subprocess train alone."""
     monkeypatch.setenv("RANK", "5")
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    with _environment({"RANK": "0", "LOCAL_RANK": "0"}):
+    with environment({"RANK": "0", "LOCAL_RANK": "0"}):
         assert os.environ["RANK"] == "0" and os.environ["LOCAL_RANK"] == "0"
     assert os.environ["RANK"] == "5" and "LOCAL_RANK" not in os.environ
 
@@ -188,11 +189,49 @@ class RecordingLLM:
 
 
 @pytest.mark.parametrize("level, reload", [(1, []), (2, [("collective_rpc", "reload_weights")])])
-def test_sleep_mode_wakes_weights_then_kv_cache_and_sleeps_at_its_level(level, reload):
+def test_sleep_mode_wakes_weights_then_kv_cache_and_sleeps_at_its_level(level, reload, monkeypatch):
     tokenizer = build_tiny_tokenizer(CORPUS, vocab_size=400)
     engine = object.__new__(VLLMEngine)       # the constructor refuses sleep mode without a GPU
     engine.tokenizer, engine.sleep_mode, engine.sleep_level = tokenizer, True, level
-    engine.lora_request, engine._llm = None, RecordingLLM()
+    engine.lora_request, engine.seed, engine._settings = None, 0, {"model": "recorded"}
+    recording = RecordingLLM()
+    monkeypatch.setattr("lit_verbrec.rollout.vllm.process_llm", lambda settings, seed: recording)
+    engine._llm = recording   # built and put to sleep at an earlier rollout
     engine.generate([[3, 4]], SamplingParams(n=2, max_new_tokens=4, seed=0))
-    assert engine._llm.calls == [("wake_up", ("weights",)), *reload, ("wake_up", ("kv_cache",)), ("generate", 1),
+    assert recording.calls == [("wake_up", ("weights",)), *reload, ("wake_up", ("kv_cache",)), ("generate", 1),
                                  ("sleep", level)]
+
+
+def test_frozen_engines_share_the_process_engine_and_each_serves_its_own_adapter(setup):
+    """Evaluation rows and stage 2's verbalization: one vLLM engine, adapters switched per call."""
+    tokenizer, policy, engine, folder = setup
+    base = engine._settings["model"]
+    adapters = {}
+    for k in (11, 12):
+        set_adapter(policy, k)
+        adapters[k] = save_adapter(policy, folder / f"frozen-{k}")
+    frozen = {k: FrozenVLLMEngine(base, tokenizer, VLLM_SIZE, grpo(), 0, adapters[k]) for k in adapters}
+    params = SamplingParams(n=2, max_new_tokens=12, seed=5)
+    rollouts = {k: frozen[k].generate(prompts(tokenizer), params) for k in (11, 12, 11)}
+    assert frozen[11].llm is frozen[12].llm is engine.llm               # one engine in the process
+    assert frozen[11].lora_request.lora_int_id != frozen[12].lora_request.lora_int_id != engine.adapter_version
+    for k, rollout in rollouts.items():
+        set_adapter(policy, k)
+        assert max_mismatch(rollout, trainer_logprobs(policy, rollout, 1.0)) < TOLERANCE
+        set_adapter(policy, 23 - k)                                     # the other adapter: not what was served
+        assert max_mismatch(rollout, trainer_logprobs(policy, rollout, 1.0)) > 0.1
+    with pytest.raises(RuntimeError, match="serves the adapter it was made with"):
+        frozen[11].sync_adapter(adapters[12])
+
+
+def test_other_settings_replace_the_process_engine_and_closing_ends_its_world_of_one(setup):
+    tokenizer, policy, engine, folder = setup
+    first = engine.llm
+    assert torch.distributed.is_initialized() and owns_process_group()   # vLLM's own world of one
+    other = FrozenVLLMEngine(engine._settings["model"], tokenizer, VLLM_SIZE, grpo(vllm_kv_cache_mib=16), 0, None)
+    rollout = other.generate(prompts(tokenizer)[:1], SamplingParams(n=1, max_new_tokens=4, seed=0))
+    assert rollout.completion_ids.shape[0] == 1 and other.llm is not first and current_llm() is other.llm
+    close_llm()
+    assert current_llm() is None and not torch.distributed.is_initialized()   # DDP may start its own group now
+    assert engine.generate(prompts(tokenizer)[:1], SamplingParams(n=1, max_new_tokens=4, seed=0)).completion_ids.shape[0] == 1
+    assert engine.llm is current_llm() and engine.llm is not first      # rebuilt with the engine's own settings

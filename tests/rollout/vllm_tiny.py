@@ -36,13 +36,13 @@ def environment_as_found():
     os.environ.update(before)
 
 
-def shut_down(engine) -> None:
-    """Drop the engine and the process group vLLM set up in this process (world size 1), so the
-    tests after a module see no torch.distributed and the next engine starts a world of its own."""
-    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+def shut_down(engine=None) -> None:
+    """Close the process's engine and the process group vLLM set up in this process (world size 1),
+    so the tests after a module see no torch.distributed and the next engine starts a world of its own."""
+    from lit_verbrec.rollout.vllm_llm import close_llm
 
-    engine._llm = None
-    cleanup_dist_env_and_memory()
+    close_llm()
+    assert not torch.distributed.is_initialized()
 
 
 def grpo(**overrides) -> GRPOConfig:

@@ -44,7 +44,7 @@ from lit_verbrec.config.schema import LoraConfig, SizeConfig
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.training.distributed import setup_rank
-from lit_verbrec.training.stages import shared_vllm_base
+from lit_verbrec.training.inference import shared_vllm_base
 info = setup_rank(compose(["train.devices=2"]))   # no process group: rank 0 may write before the others exist
 tokenizer = build_tiny_tokenizer([f"word {i} and more words" for i in range(40)], vocab_size=300)
 policy = load_policy(SizeConfig(lora=LoraConfig(rank=8, alpha=16)), tokenizer, gradient_checkpointing=False)
