@@ -39,12 +39,14 @@ def paper_table(cfg, examples, items, out: Path) -> dict:
     """Table 1: the paper's rows on `examples`, with example texts side by side (Table 3)."""
     catalog = Catalog.from_table(items)
     oracle = make_oracle(cfg.oracle, catalog, out / "oracle_cache")
-    found = paper_rows(examples.to_pylist(), catalog, oracle, cfg.eval.runs, cfg.eval.zero_shot_max_new_tokens)
+    found = paper_rows(examples.to_pylist(), catalog, oracle, cfg.eval.runs, cfg.eval.zero_shot_max_new_tokens,
+                       cfg.eval.engine)
     names = [n for n in ROWS if n != "rewrite + trained reasoner"]
     names.insert(4, next(n for n in [*found["preds"], *found["unavailable"]] if n.endswith("+ trained reasoner")))
     extra = {n: {"compression": c} for n, c in found["compression"].items()}
     table = score_rows(examples, names, found["preds"], found["unavailable"], cfg.eval, cfg.run.seed, "template", extra)
     table["reasoner"] = {"rows 1-4": f"oracle ({cfg.oracle.kind})", "rows 5-6": "the trained stage-2 reasoner"}
+    table["engines"] = found["engines"]
     table["examples"] = [{name: texts[i] for name, texts in found["texts"].items()}
                          for i in range(min(N_EXAMPLE_TEXTS, examples.num_rows))]
     return table

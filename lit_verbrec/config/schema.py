@@ -149,6 +149,30 @@ class ExportConfig:
 
 
 @dataclass
+class PredictConfig:
+    input: str = ""
+    """A prepared folder (examples.parquet + items.parquet, from tools/prepare_data.py) of the users to
+    answer for; empty: the run's own prepared data."""
+    split: str = "test"
+    """Which examples of `input`: train, val, test or all."""
+    reasoner: str = "trained"
+    """Who picks the candidate: trained (the run's stage-2 reasoner) or oracle (oracle.*)."""
+    engine: str = "as_trained"
+    """What serves the models: as_trained (each stage's grpo.engine), hf or vllm (one engine, both adapters)."""
+    chunk: int = 1024
+    """Examples per output part file: a rerun with the same `out` skips the parts already written."""
+    max_examples: int = 0
+    """Answer at most this many examples (0: all)."""
+
+    def __post_init__(self) -> None:
+        choice(self.split, "predict.split", ("train", "val", "test", "all"))
+        choice(self.reasoner, "predict.reasoner", ("trained", "oracle"))
+        choice(self.engine, "predict.engine", ("as_trained", "hf", "vllm"))
+        require(self.chunk >= 1, "predict.chunk", "must be >= 1")
+        require(self.max_examples >= 0, "predict.max_examples", "must be >= 0")
+
+
+@dataclass
 class EvalConfig:
     split: str = "test"
     """Which prepared split to score: train, val or test."""
@@ -209,5 +233,7 @@ class Config:
     """Evaluation settings."""
     export: ExportConfig = field(default_factory=ExportConfig)
     """tools/export.py: what to export from a finished run."""
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    """tools/predict.py: batch answers for new users from a finished run."""
     out: str = ""
     """Output folder of the tool; empty: `<run.root>/<run.name>/<tool>`."""

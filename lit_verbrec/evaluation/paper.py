@@ -24,6 +24,7 @@ from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.inference import (
+    engine_name,
     frozen_engine,
     frozen_verbalizer,
     inference_batch,
@@ -72,13 +73,14 @@ def _engine(engine: str, trained_with: str) -> str:
 def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: list[str],
                max_new_tokens: int = 256, engine: str = "as_trained") -> dict:
     """{"preds": {row: [N] indices}, "unavailable": {row: why}, "compression": {row: ratio},
-    "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them}}.
+    "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them},
+    "engines": {row: hf | vllm, what served its model}}.
     `engine`: what serves the models (eval.engine: as_trained | hf | vllm); on vllm one engine in
     the process serves every row's adapter (lit_verbrec/training/inference.py)."""
     runs = assign_runs(folders)
     templates = [verbalize_template(e["history"], catalog) for e in examples]
     out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
-                 "compression": {"template": 1.0}, "texts": {"template": templates}}
+                 "compression": {"template": 1.0}, "texts": {"template": templates}, "engines": {}}
     first = next(iter(runs.values()), None)
     for name in ("zero-shot", "action", "rewrite"):
         cfg = first if name == "zero-shot" else runs.get(name)
@@ -96,6 +98,7 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
         else:
             verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog, served_by)
         texts = verbalizer.verbalize(examples)
+        out["engines"][name] = engine_name(getattr(verbalizer, "engine", None))
         out["preds"][name] = _oracle_row(oracle, texts, examples)
         out["compression"][name] = _compression(tokenizer, texts, templates)
         out["texts"][name] = texts
@@ -112,5 +115,6 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
         ordered = [texts[e["example_id"]] for e in examples]
         reasoner = trained_reasoner(cfg, paths, tokenizer, catalog, texts, _engine(engine, cfg.reasoner.grpo.engine))
         out["preds"][name] = reasoner.predict(examples).numpy()
+        out["engines"][name] = engine_name(reasoner.engine)
         out["compression"][name] = _compression(tokenizer, ordered, templates)
     return out

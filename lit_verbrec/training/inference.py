@@ -16,6 +16,7 @@ The verbalizers and reasoners that decode with the slot sampler (`verbalizer.kin
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -74,16 +75,39 @@ def vllm_base(cfg: Config, paths: RunPaths, tokenizer, model=None) -> str:
     return str(folder)
 
 
+def resolve_engine(setting: str, trained_with: str) -> str:
+    """eval.engine / predict.engine: `as_trained` -> the engine the stage trained with."""
+    return trained_with if setting == "as_trained" else setting
+
+
+def inference_grpo(cfg: Config):
+    """vLLM settings for frozen models that hold both stages' prompts (verbalizer.grpo with the larger
+    context and cache of the two), so that one engine serves the verbalizer and the reasoner alike."""
+    first, second = cfg.verbalizer.grpo, cfg.reasoner.grpo
+    cache = 0 if 0 in (first.vllm_kv_cache_mib, second.vllm_kv_cache_mib) else max(first.vllm_kv_cache_mib,
+                                                                                   second.vllm_kv_cache_mib)
+    return replace(first, vllm_max_model_len=max(first.vllm_max_model_len, second.vllm_max_model_len),
+                   vllm_kv_cache_mib=cache, vllm_sleep_mode=False,
+                   vllm_gpu_memory_utilization=max(first.vllm_gpu_memory_utilization,
+                                                   second.vllm_gpu_memory_utilization))
+
+
 def frozen_engine(cfg: Config, paths: RunPaths, grpo, tokenizer, adapter: Path | None, engine: str):
-    """(engine, model) serving `adapter` (None: the base) greedily; model is None on vllm."""
+    """(engine, model) serving `adapter` (None: the base) greedily; model is None on vllm, whose
+    engine settings come from both stages (`inference_grpo`), not from `grpo`."""
     if engine == "vllm":
         base = vllm_base(cfg, paths, tokenizer)
-        return FrozenVLLMEngine(base, tokenizer, cfg.size, grpo, cfg.run.seed, adapter), None
+        return FrozenVLLMEngine(base, tokenizer, cfg.size, inference_grpo(cfg), cfg.run.seed, adapter), None
     model = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner"))
     if adapter is not None:
         model = load_adapter(model, adapter)
     model.eval()
     return HFEngine(model, tokenizer), model
+
+
+def engine_name(engine) -> str:
+    """"vllm" or "hf": what serves a verbalizer's or reasoner's engine (recorded with results)."""
+    return "vllm" if isinstance(engine, FrozenVLLMEngine) else "hf"
 
 
 def inference_batch(engine) -> int:

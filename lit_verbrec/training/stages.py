@@ -20,7 +20,7 @@ from lit_verbrec.rollout.vllm_llm import close_llm, owns_process_group
 from lit_verbrec.training.cache import VerbalizationCache
 from lit_verbrec.training.callbacks import ValidationCallback
 from lit_verbrec.training.distributed import rank_info, setup_rank
-from lit_verbrec.training.inference import HF_BATCH, frozen_verbalizer, vllm_base
+from lit_verbrec.training.inference import HF_BATCH, engine_name, frozen_verbalizer, vllm_base
 from lit_verbrec.training.probes import DecisionProbe
 from lit_verbrec.training.reasoner import ReasonerGRPO
 from lit_verbrec.training.run import (
@@ -107,9 +107,9 @@ def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, 
                                                                     cfg.cluster.max_requeues))
     if isinstance(verbalizer, RewriteVerbalizer):
         verbalizer.engine.close()   # the verbalizer's weights are not needed again in this stage
-    if owns_process_group() and rank_info(cfg).world_size > 1:
-        close_llm()   # its world of one would make DDP's ranks train alone; fit's engine joins their group
-    return texts, {"input": "verbalized", "cache": str(cache.path), "computed": cache.computed, "reused": cache.reused}
+    served_by = engine_name(verbalizer.engine) if isinstance(verbalizer, RewriteVerbalizer) else "hf"
+    return texts, {"input": "verbalized", "cache": str(cache.path), "computed": cache.computed, "reused": cache.reused,
+                   "engine": served_by}
 
 
 def run_reasoner_stage(cfg: Config) -> dict:
@@ -122,6 +122,8 @@ def run_reasoner_stage(cfg: Config) -> dict:
     test, _ = load_examples(data, "test", cfg.train.eval_examples)
     tokenizer = run_tokenizer(cfg, paths, train, catalog)
     texts, text_info = stage2_texts(cfg, paths, train + val + test, tokenizer, catalog)
+    if owns_process_group() and rank_info(cfg).world_size > 1:
+        close_llm()   # the verbalizer's engine started a world of one: DDP's ranks would each train alone in it
     print(f"stage 2 input: {text_info}", flush=True)
     grpo, stage_dir = cfg.reasoner.grpo, paths.stage("reasoner")
     policy = stage_policy(cfg, grpo, tokenizer, stage_dir)

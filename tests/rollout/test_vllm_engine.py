@@ -18,6 +18,8 @@ import torch
 from lit_verbrec.config.schema import GRPOConfig, LoraConfig, SizeConfig
 from lit_verbrec.models.loading import load_policy, save_adapter, save_dequantized_base
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
+from lit_verbrec.rollout import vllm as vllm_module
+from lit_verbrec.rollout import vllm_llm
 from lit_verbrec.rollout.engines import make_engine, vllm_base_model
 from lit_verbrec.rollout.types import SamplingParams
 from lit_verbrec.rollout.vllm import (
@@ -183,6 +185,7 @@ class RecordingLLM:
 
     def generate(self, requests, sampling_params=None, lora_request=None, use_tqdm=False):
         self.calls.append(("generate", len(requests)))
+        sampling_params = sampling_params[0]
         sample = SimpleNamespace(token_ids=[5, 2], text="x", logprobs=[{5: SimpleNamespace(logprob=-0.1)},
                                                                         {2: SimpleNamespace(logprob=-0.2)}])
         return [SimpleNamespace(outputs=[sample] * sampling_params.n) for _ in requests]
@@ -195,8 +198,8 @@ def test_sleep_mode_wakes_weights_then_kv_cache_and_sleeps_at_its_level(level, r
     engine.tokenizer, engine.sleep_mode, engine.sleep_level = tokenizer, True, level
     engine.lora_request, engine.seed, engine._settings = None, 0, {"model": "recorded"}
     recording = RecordingLLM()
-    monkeypatch.setattr("lit_verbrec.rollout.vllm.process_llm", lambda settings, seed: recording)
-    engine._llm = recording   # built and put to sleep at an earlier rollout
+    monkeypatch.setattr(vllm_module, "process_llm", lambda settings, seed: recording)
+    engine._build = vllm_llm.builds()   # built and put to sleep at an earlier rollout
     engine.generate([[3, 4]], SamplingParams(n=2, max_new_tokens=4, seed=0))
     assert recording.calls == [("wake_up", ("weights",)), *reload, ("wake_up", ("kv_cache",)), ("generate", 1),
                                  ("sleep", level)]
@@ -224,14 +227,33 @@ def test_frozen_engines_share_the_process_engine_and_each_serves_its_own_adapter
         frozen[11].sync_adapter(adapters[12])
 
 
-def test_other_settings_replace_the_process_engine_and_closing_ends_its_world_of_one(setup):
+def test_equal_prompts_of_a_seeded_call_get_their_own_samples(setup):
+    """One seed for a whole call made vLLM draw the same samples for equal prompts (the action
+    verbalizer's full-line prompt is the same for every user)."""
     tokenizer, policy, engine, folder = setup
-    first = engine.llm
+    engine.sync_adapter(None)
+    same = prompts(tokenizer)[:1] * 2
+    rollout = engine.generate(same, SamplingParams(n=2, max_new_tokens=12, seed=4))
+    assert not torch.equal(rollout.completion_ids[:2], rollout.completion_ids[2:])
+    again = engine.generate(same, SamplingParams(n=2, max_new_tokens=12, seed=4))
+    assert torch.equal(again.completion_ids, rollout.completion_ids)   # still seeded
+    greedy_rollout = engine.generate(same, SamplingParams(n=1, max_new_tokens=12, temperature=1e-5, top_k=1))
+    assert torch.equal(greedy_rollout.completion_ids[0], greedy_rollout.completion_ids[1])
+    assert engine.sampling_params(SamplingParams(n=1, max_new_tokens=4, temperature=1e-5, top_k=1)).temperature == 0.0
+
+
+def test_other_settings_replace_the_process_engine_and_closing_ends_its_world_of_one(setup):
+    """(No test holds a reference to an engine: a dropped vLLM engine must be collected at close_llm,
+    or its late shutdown tears down the parallel state the next engine runs on.)"""
+    tokenizer, policy, engine, folder = setup
+    assert engine.llm is current_llm()
+    first = vllm_llm.builds()
     assert torch.distributed.is_initialized() and owns_process_group()   # vLLM's own world of one
     other = FrozenVLLMEngine(engine._settings["model"], tokenizer, VLLM_SIZE, grpo(vllm_kv_cache_mib=16), 0, None)
     rollout = other.generate(prompts(tokenizer)[:1], SamplingParams(n=1, max_new_tokens=4, seed=0))
-    assert rollout.completion_ids.shape[0] == 1 and other.llm is not first and current_llm() is other.llm
+    assert rollout.completion_ids.shape[0] == 1 and vllm_llm.builds() == first + 1
     close_llm()
     assert current_llm() is None and not torch.distributed.is_initialized()   # DDP may start its own group now
-    assert engine.generate(prompts(tokenizer)[:1], SamplingParams(n=1, max_new_tokens=4, seed=0)).completion_ids.shape[0] == 1
-    assert engine.llm is current_llm() and engine.llm is not first      # rebuilt with the engine's own settings
+    for _ in range(2):   # rebuilt once with the engine's own settings, then kept
+        assert engine.generate(prompts(tokenizer)[:1], SamplingParams(n=1, max_new_tokens=4, seed=0)).completion_ids.shape[0] == 1
+    assert vllm_llm.builds() == first + 2
