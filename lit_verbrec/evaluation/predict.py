@@ -95,7 +95,7 @@ class Predictor:
             "split": [e["split"] for e in examples],
             "verbalization": texts, "verbalizer": [self.verbalizer.kind if self.verbalizer else "template"] * len(texts),
             "answer_index": pa.array(picks, pa.int32()), "answer_item_id": items,
-            "answer_title": [self.catalog[i].display_title() if i is not None else None for i in items],
+            "answer_title": [self.catalog[i].display_title if i is not None else None for i in items],
             "reasoner": [self.reasoner_name] * len(texts)})
 
 

@@ -45,3 +45,26 @@ def test_report_renders_plots_and_tables(qlora_run, tmp_path):
             assert img.size[0] > 100 and img.size[1] > 100
             assert len(set(img.convert("L").getdata())) > 2     # not a blank canvas
     assert "trained action verbalizer" in page and "Stage reasoner" in page
+
+
+def test_predict_answers_with_the_trained_reasoner_or_the_oracle(qlora_run, tmp_path):
+    """tools/predict.py on transformers: the action verbalizer's text and the choice reasoner's answer
+    (the engine vLLM serves is tested in tests/training/test_vllm_stages.py)."""
+    import pyarrow.parquet as pq
+
+    result = run_tool("predict.py", f"run={qlora_run}", "predict.max_examples=5", "predict.chunk=3", f"out={tmp_path / 'a'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {tmp_path / 'a'}/part-*.parquet" in result.stdout
+    table = pq.read_table(tmp_path / "a")
+    assert table.num_rows == 5 and len(list((tmp_path / "a").glob("part-*.parquet"))) == 2
+    assert set(table["verbalizer"].to_pylist()) == {"action"}
+    assert set(table["reasoner"].to_pylist()) == {"trained reasoner (hf)"}
+    assert all(0 <= i < 10 for i in table["answer_index"].to_pylist())   # choice answers are always valid
+    oracle = run_tool("predict.py", f"run={qlora_run}", "predict.max_examples=5", "predict.reasoner=oracle",
+                      f"out={tmp_path / 'b'}")
+    assert oracle.returncode == 0, oracle.stderr[-3000:]
+    by_oracle = pq.read_table(tmp_path / "b").sort_by("example_id")
+    assert set(by_oracle["reasoner"].to_pylist()) == {"oracle (lexical)"}
+    assert by_oracle["verbalization"].equals(table.sort_by("example_id")["verbalization"])  # same greedy verbalizer
+    missing = run_tool("predict.py", f"run={qlora_run}", f"predict.input={tmp_path / 'nowhere'}", f"out={tmp_path / 'c'}")
+    assert missing.returncode == 1 and "no examples.parquet" in missing.stderr and str(tmp_path / "nowhere") in missing.stderr
