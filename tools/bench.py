@@ -5,6 +5,7 @@
     python tools/bench.py grpo      # GRPO step time and peak memory vs trl's GRPOTrainer (tools/bench_grpo.py)
     python tools/bench.py oracle    # oracle client requests/s at concurrency 1, 8, 32 (tools/bench_oracle.py)
     python tools/bench.py micro_batches  # padding-aware micro-batches vs padded to the step (tools/bench_micro_batches.py)
+    python tools/bench.py engines   # rollout tokens/s, vLLM vs transformers, same model and prompts (tools/bench_engines.py)
 
 data: times the path from raw frames to an examples table (de-duplication, catalog check,
 sort, targets, history records, negatives) on the synthetic log, against a straightforward
@@ -27,7 +28,7 @@ from lit_verbrec.data.reference import naive_examples
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.synthetic import N_TARGETS, generate
 
-BENCHES = ("data", "logprobs", "grpo", "oracle", "micro_batches")
+BENCHES = ("data", "logprobs", "grpo", "oracle", "micro_batches", "engines")
 
 
 def bench_data(overrides: list[str]) -> None:

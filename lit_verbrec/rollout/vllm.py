@@ -150,6 +150,11 @@ def engine_kwargs(grpo: GRPOConfig) -> dict:
         kwargs["enable_sleep_mode"] = grpo.vllm_sleep_mode
     else:
         kwargs["enforce_eager"] = True   # nothing to capture on a CPU; with LoRA vLLM compiles nothing there anyway
+        # vLLM's CPU runner rewinds a seeded request's torch.Generator when a chunked prefill discards
+        # its sampled token (`gen.set_offset`), which a CPU generator does not have: a seeded rollout
+        # whose prompts exceed one step's token budget crashed ("CPU Generator does not use offset").
+        # Whole prompts per step never discard one.
+        kwargs["enable_chunked_prefill"] = False
     return kwargs
 
 

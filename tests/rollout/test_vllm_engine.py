@@ -105,6 +105,7 @@ def test_engine_settings():
     assert kwargs["dtype"] == ("bfloat16" if on_gpu else "float32") and kwargs["max_model_len"] == 300
     assert kwargs.get("enforce_eager", False) is not on_gpu and ("enable_sleep_mode" in kwargs) is on_gpu
     assert kwargs["kv_cache_memory_bytes"] == 32 * 2**20 and kwargs["logprobs_mode"] == "processed_logprobs"
+    assert kwargs.get("enable_chunked_prefill", True) is on_gpu   # CPU: off (test_seeded_prompts_beyond_...)
     with pytest.raises(ValueError, match="vllm_max_model_len"):
         GRPOConfig(engine="vllm", max_new_tokens=256, vllm_max_model_len=256)
     if not on_gpu:
@@ -240,6 +241,15 @@ def test_equal_prompts_of_a_seeded_call_get_their_own_samples(setup):
     greedy_rollout = engine.generate(same, SamplingParams(n=1, max_new_tokens=12, temperature=1e-5, top_k=1))
     assert torch.equal(greedy_rollout.completion_ids[0], greedy_rollout.completion_ids[1])
     assert engine.sampling_params(SamplingParams(n=1, max_new_tokens=4, temperature=1e-5, top_k=1)).temperature == 0.0
+
+
+def test_seeded_prompts_beyond_one_steps_token_budget(setup):
+    """On a CPU, vLLM's chunked prefill rewound a seeded request's generator with an offset CPU
+    generators lack: 10 prompts of 450 tokens (over the 4,096-token step budget) crashed."""
+    tokenizer, policy, engine, folder = setup
+    long_prompts = [[(7 * i + j) % (len(tokenizer) - 10) + 5 for j in range(450)] for i in range(10)]
+    rollout = engine.generate(long_prompts, SamplingParams(n=2, max_new_tokens=4, seed=1))
+    assert rollout.completion_ids.shape[0] == 20 and int(rollout.completion_mask.sum()) > 0
 
 
 def test_other_settings_replace_the_process_engine_and_closing_ends_its_world_of_one(setup):
