@@ -73,7 +73,8 @@ def worker(engine: str, folder: Path, args: argparse.Namespace) -> dict:
         base = AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32)
         rollouts = HFEngine(PeftModel.from_pretrained(base, folder / "adapter"), tokenizer)
     else:
-        grpo = GRPOConfig(engine="vllm", vllm_max_model_len=args.prompt_tokens + args.new_tokens + 16,
+        grpo = GRPOConfig(engine="vllm", max_new_tokens=args.new_tokens,
+                          vllm_max_model_len=args.prompt_tokens + args.new_tokens + 16,
                           vllm_kv_cache_mib=256)
         rollouts = VLLMEngine(str(folder / "base"), tokenizer, size_config(), grpo, seed=0)
         rollouts.sync_adapter(folder / "adapter")
