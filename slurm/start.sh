@@ -76,7 +76,7 @@ scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
 wait_for "node localhost" 30 bash -c "sinfo -h -n localhost -o %t | grep -qE '^(idle|mix|alloc)'"
 
 # Jobs the saved state says are running, while no slurmstepd runs on this machine, lost their
-# processes with the daemons (a killed session, a container restart). Left alone they would hold
+# processes with the daemons (a killed shell, a container restart). Left alone they would hold
 # the node's CPUs forever; treat them as Slurm treats the jobs of a failed node: requeue them
 # (a preemption-safe stage resumes from its checkpoint), or cancel those that refuse a requeue.
 live_step_daemons() { ps -eo stat=,comm= | awk '$2 == "slurmstepd" && $1 !~ /^Z/' | wc -l; }   # not zombies

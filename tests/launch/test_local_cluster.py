@@ -46,7 +46,7 @@ def test_start_requeues_a_job_whose_processes_died_with_the_cluster(slurm_cluste
         job_pids = [int(line.split()[0]) for line in listed.splitlines()[1:]]
         step_daemons = {int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in job_pids}
 
-        # The cluster dies the way a killed session kills it: daemons and the job's processes gone.
+        # The cluster dies the way a killed shell or container kills it: daemons and the job's processes gone.
         env = {**os.environ, "LIT_VERBREC_SLURM_DIR": str(Path(slurm_cluster).parent)}
         subprocess.run(["bash", SLURM / "stop.sh"], check=True, timeout=120, env=env)
         for pid in [*step_daemons, *job_pids]:

@@ -1,0 +1,46 @@
+"""No project file speaks of how, when or by whom it was built ("session 3", "this session").
+
+The synthetic log's *viewing* sessions are data, not history: `viewing session(s)` is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY = re.compile(r"\bsessions?\s+\d+\b|\b(?:this|that|earlier|previous|next|last|a killed|an earlier)\s+session\b"
+                     r"|\bsession'?s\s+(?:work|state|note|run)\b", re.IGNORECASE)
+ALLOWED = re.compile(r"viewing\s+sessions?", re.IGNORECASE)
+
+
+def history_lines(files: list[Path]) -> list[str]:
+    """`path:line: text` for every line of `files` that speaks of the project's making."""
+    found = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if HISTORY.search(ALLOWED.sub("", line)):
+                found.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{number}: {line.strip()}")
+    return found
+
+
+def tracked_files() -> list[Path]:
+    names = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
+    return [ROOT / name for name in names if name != "tests/test_wording.py"]
+
+
+def test_no_project_file_speaks_of_its_making():
+    assert history_lines(tracked_files()) == []
+
+
+def test_the_check_catches_history_and_spares_viewing_sessions(tmp_path):
+    planted = tmp_path / "notes.md"
+    planted.write_text("Measured in session 3.\nA user's viewing session 4 ends.\nThis session added it.\n"
+                       "Recovered from a killed session's state.\nviewing sessions per user: 3\n")
+    assert [line.split(": ", 1)[1] for line in history_lines([planted])] == [
+        "Measured in session 3.", "This session added it.", "Recovered from a killed session's state."]
