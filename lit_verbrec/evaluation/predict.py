@@ -16,13 +16,12 @@ interrupted half-way costs at most one chunk. Columns: see `COLUMNS`.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from lit_verbrec.config.console import progress
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
@@ -118,7 +117,7 @@ def predict(cfg: Config, out: Path) -> dict:
     todo = [i for i, _ in enumerate(starts) if not part_path(out, i).is_file()]
     predictor = Predictor(cfg, paths, catalog, examples.slice(0, 300).to_pylist(), out) if todo else None
     remaining = sum(min(chunk, examples.num_rows - starts[i]) for i in todo)
-    with tqdm(total=remaining, desc="predict", unit="users", file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress(remaining, "predict") as bar:
         for index in todo:
             rows = predictor.rows(examples.slice(starts[index], chunk).to_pylist())
             tmp = part_path(out, index).with_suffix(f".tmp{os.getpid()}")

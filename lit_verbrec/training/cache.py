@@ -24,6 +24,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lit_verbrec.config.console import progress
+
 
 def adapter_hash(folder: str | Path) -> str:
     """16 hex digits of the SHA-256 of the adapter's config and weights."""
@@ -56,12 +58,14 @@ class VerbalizationCache:
         mine = [e for e in examples[rank::ranks] if e["example_id"] not in stored]
         part = self.part(rank)
         own = self._read_file(part)
-        for start in range(0, len(mine), chunk):
-            batch = mine[start:start + chunk]
-            own.update({e["example_id"]: (e["split"], t) for e, t in zip(batch, verbalize(batch))})
-            self.computed += len(batch)
-            self._write(own, part)
-            after_chunk(f"{start + len(batch)} of this rank's {len(mine)} verbalizations saved in {part}")
+        with progress(len(mine), f"stage 2: verbalizing (rank {rank} of {ranks})") as bar:
+            for start in range(0, len(mine), chunk):
+                batch = mine[start:start + chunk]
+                own.update({e["example_id"]: (e["split"], t) for e, t in zip(batch, verbalize(batch))})
+                self.computed += len(batch)
+                self._write(own, part)
+                bar.update(len(batch))
+                after_chunk(f"{start + len(batch)} of this rank's {len(mine)} verbalizations saved in {part}")
         stored = self._read()
         while any(e["example_id"] not in stored for e in missing):   # the other ranks' shares
             after_chunk(f"waiting for the other ranks' verbalizations ({len(stored)} of {len(examples)} there)")

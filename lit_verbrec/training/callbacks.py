@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from lit_verbrec.models.loading import save_adapter
 
@@ -112,3 +113,25 @@ class ReplicaCheck(pl.Callback):
             self.path.write_text(json.dumps({"ranks": hashes, "identical": identical}, indent=2) + "\n")
         if not identical:
             raise RuntimeError(f"DDP replicas diverged: trainable-weight hashes per rank {hashes} (see {self.path})")
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Optimizer steps done out of grpo.max_steps, with the logged metrics. The runs are counted in
+    steps: Lightning's own bar counts the batches of an epoch (`max_epochs` is unset here)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_) -> None:
+        super().on_train_epoch_start(trainer)
+        self._show(trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._show(trainer, pl_module)
+
+    def _show(self, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> None:
+        bar = self.train_progress_bar
+        if bar is None or bar.disable:
+            return
+        bar.total, bar.n = trainer.max_steps, trainer.global_step
+        bar.set_description("steps", refresh=False)
+        if pl_module is not None:
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.refresh()

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import torch
 
+from lit_verbrec.config.console import progress
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.rl.rewards import reasoner_reward
@@ -102,9 +103,11 @@ class ReasonerGRPO(GRPOModule):
         params = replace(self.sampling_params(), n=1)
         batch_size = (self.batch_size if batch_size is None else batch_size) or max(1, len(examples))
         preds = []
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            preds.append(self.answers(chunk, self.sample(chunk, params, is_greedy=True)))
+        with progress(len(examples) if len(examples) > batch_size else 0, "reasoner", leave=False) as bar:
+            for i in range(0, len(examples), batch_size):
+                chunk = examples[i:i + batch_size]
+                preds.append(self.answers(chunk, self.sample(chunk, params, is_greedy=True)))
+                bar.update(len(chunk))
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
     def validation_reward(self, examples: list[dict]) -> dict[str, float]:

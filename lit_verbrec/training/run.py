@@ -38,7 +38,12 @@ from lit_verbrec.text.prompts import reasoner_messages
 from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
 from lit_verbrec.training.batches import ResumableBatches
-from lit_verbrec.training.callbacks import ReplicaCheck, SampleTable, ValidationCallback
+from lit_verbrec.training.callbacks import (
+    ReplicaCheck,
+    SampleTable,
+    StepProgressBar,
+    ValidationCallback,
+)
 from lit_verbrec.training.checkpoints import (
     AdapterCheckpoint,
     AtomicCheckpointIO,
@@ -136,7 +141,7 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters", seed=cfg.run.seed),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
-                   AdapterCheckpoint(stage_dir / "adapter"), *distributed, *callbacks],
+                   AdapterCheckpoint(stage_dir / "adapter"), StepProgressBar(), *distributed, *callbacks],
     )
 
 

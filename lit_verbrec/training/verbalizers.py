@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_verbrec.config.console import progress
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.rollout.factorised import FactorisedSlotSampler
 from lit_verbrec.rollout.slots import SlotSampler, SlotSpec, action_slot_spec
@@ -108,8 +109,11 @@ def greedy_verbalizations(verbalizer, examples: list[dict], batch_size: int, max
     """One greedy verbalization per example, `batch_size` examples per sampling call (0: all)."""
     texts = []
     batch_size = batch_size or max(1, len(examples))
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        rollout = verbalizer.sample(chunk, SamplingParams(n=1, max_new_tokens=max_new_tokens), greedy=True)
-        texts += verbalizer.render(chunk, rollout)
+    several = len(examples) > batch_size   # a bar for work of more than one call
+    with progress(len(examples) if several else 0, f"{verbalizer.kind} verbalizer", leave=False) as bar:
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            rollout = verbalizer.sample(chunk, SamplingParams(n=1, max_new_tokens=max_new_tokens), greedy=True)
+            texts += verbalizer.render(chunk, rollout)
+            bar.update(len(chunk))
     return texts
