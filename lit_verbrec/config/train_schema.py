@@ -187,8 +187,20 @@ class TrainConfig:
     by line class (probe/p_keep/<class>, probe/p_enrich/<class>; training/probes.py); 0: off."""
     probe_every_n_steps: int = 5
     """Cadence of that probe in optimizer steps."""
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard", "csv"])
+    """Where metrics go, any of tensorboard, csv, wandb, mlflow (Lightning's loggers; each writes under
+    <stage>/logs/<name>/; training/loggers.py)."""
+    wandb_project: str = "lit_verbrec"
+    """wandb: the project the runs are filed under."""
+    wandb_mode: str = "offline"
+    """wandb: offline (a local run folder, `wandb sync` uploads it later), online, or disabled."""
+    mlflow_tracking_uri: str = ""
+    """mlflow: the tracking server or store; empty: a local file store, <stage>/logs/mlruns."""
 
     def __post_init__(self) -> None:
+        for name in self.loggers:
+            choice(name, "train.loggers", ("tensorboard", "csv", "wandb", "mlflow"))
+        choice(self.wandb_mode, "train.wandb_mode", ("offline", "online", "disabled"))
         for name in ("devices", "num_nodes", "checkpoint_every_n_steps", "samples_every_n_steps", "probe_every_n_steps"):
             require(getattr(self, name) > 0, f"train.{name}", "must be positive")
         for name in ("train_examples", "val_examples", "val_every_n_steps", "eval_examples", "probe_examples"):

@@ -15,7 +15,7 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.files import atomic_write
 from lit_verbrec.evaluation.stage_results import markdown, reasoner_results, verbalizer_results
-from lit_verbrec.training.run import RunPaths
+from lit_verbrec.training.run import RunPaths, best_adapter
 from lit_verbrec.training.stages import run_reasoner_stage, run_verbalizer_stage
 
 STAGES = {"verbalizer": (run_verbalizer_stage, verbalizer_results), "reasoner": (run_reasoner_stage, reasoner_results)}
@@ -32,8 +32,11 @@ def run_stage(cfg: Config, stage: str) -> dict:
     results = score(cfg)
     results["train"] = {k: v for k, v in summary.items() if k != "validation"} | {
         "validation": summary["validation"], "minutes": round((time.perf_counter() - start) / 60, 2)}
-    record(RunPaths.of(cfg).run, results)
+    paths = RunPaths.of(cfg)
+    record(paths.run, results)
     print(markdown(results), flush=True)
+    print(f"\nwrote {paths.run / 'results.md'} and results.json; {stage} adapter: {best_adapter(paths.stage(stage))}; "
+          f"logs: {paths.stage(stage) / 'logs'}", flush=True)
     return results
 
 

@@ -126,6 +126,9 @@ class StepProgressBar(TQDMProgressBar):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
         self._show(trainer, pl_module)
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        return {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}   # logger version: noise
+
     def _show(self, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> None:
         bar = self.train_progress_bar
         if bar is None or bar.disable:

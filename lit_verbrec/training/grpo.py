@@ -157,7 +157,8 @@ class GRPOModule(pl.LightningModule):
         metrics["train/lr"] = scheduler.get_last_lr()[0]
         self.log_dict({k: float(v) for k, v in metrics.items()}, prog_bar=False, sync_dist=False,
                       batch_size=len(parts))
-        self.log("reward", float(self.rollout_metrics["reward/mean"]), prog_bar=True, batch_size=1)
+        # the bar's short name for reward/mean; not logged twice (a file store cannot hold "reward" beside "reward/")
+        self.log("reward", float(self.rollout_metrics["reward/mean"]), prog_bar=True, logger=False, batch_size=1)
         self.batches_done += 1
 
     def configure_optimizers(self):

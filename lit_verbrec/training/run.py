@@ -21,7 +21,6 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pyarrow.compute as pc
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from lit_verbrec.config.compose import save_config
@@ -49,6 +48,7 @@ from lit_verbrec.training.checkpoints import (
     AtomicCheckpointIO,
     resumable_checkpoint,
 )
+from lit_verbrec.training.loggers import finish_loggers, stage_loggers
 from lit_verbrec.training.preemption import RequeueOnSignal
 
 
@@ -137,7 +137,7 @@ def make_trainer(cfg: Config, stage_dir: Path, grpo: GRPOConfig, callbacks: list
         accelerator="auto", devices=devices, num_nodes=nodes, strategy="ddp" if devices * nodes > 1 else "auto",
         max_steps=grpo.max_steps, precision="bf16-mixed" if _gpu() else "32-true", plugins=plugins,
         # logs/{tensorboard,csv}/version_<attempt>: a resumed run never overwrites an earlier attempt's logs.
-        logger=[TensorBoardLogger(stage_dir / "logs", name="tensorboard"), CSVLogger(stage_dir / "logs", name="csv")],
+        logger=stage_loggers(cfg, stage_dir),
         log_every_n_steps=1, enable_model_summary=False, num_sanity_val_steps=0,
         callbacks=[RolloutCallback(sync_dir=stage_dir / "engine-adapters", seed=cfg.run.seed),
                    resumable_checkpoint(stage_dir / "checkpoints", cfg.train.checkpoint_every_n_steps),
@@ -163,7 +163,10 @@ def fit(cfg: Config, module: pl.LightningModule, train_examples: list[dict], sta
                                position=lambda: module.batches_done,
                                shard=lambda: (trainer.global_rank, trainer.world_size))
     last = stage_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, batches, ckpt_path=str(last) if last.is_file() else None)
+    try:
+        trainer.fit(module, batches, ckpt_path=str(last) if last.is_file() else None)
+    finally:
+        finish_loggers(trainer)
     return trainer
 
 

@@ -128,6 +128,13 @@ def test_submit_both_stages_locally_leaves_a_complete_run_folder(tmp_path):
     assert results[1]["texts"]["computed"] == 0 and results[1]["texts"]["reused"] == 24   # evaluation: all cached
     assert "stage 2 read" in result.stdout and "from the cache during training" in result.stdout
     assert "prepend your python command with `srun`" not in result.stderr   # a local run is not a Slurm job
+    # the run talks: where its results went, steps out of max_steps, stage 2's verbalization counted,
+    # and none of the known harmless messages (lit_verbrec/config/console.py)
+    assert f"wrote {run / 'results.md'}" in result.stdout and f"reasoner adapter: {run / 'reasoner'}" in result.stdout
+    assert "steps: 100%" in result.stdout and "v_num" not in result.stdout     # Lightning's bar: stdout
+    assert "stage 2: verbalizing" in result.stderr and "users/s" in result.stderr
+    for harmless in ("litlogger", "LeafSpec", "gemm_4bit_forward"):
+        assert harmless not in result.stdout + result.stderr, harmless
 
 
 def test_choice_reasoner_with_fewer_candidates_than_labels_stays_on_policy(tiny_run):

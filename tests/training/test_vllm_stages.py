@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.xdist_group("vllm_run")   # both tests share the finished run: one worker builds it once
 VLLM = ["engine=vllm", "vllm_kv_cache_mib=32", "vllm_max_model_len=512", "prompts_per_step=2", "group_size=4", "max_steps=2"]
 RUN = ["stage=both", "cluster=local", "size=tiny", "train.devices=2",
        "data.synthetic.users=40", "data.synthetic.interactions_per_user=30", "data.synthetic.movies=200",
