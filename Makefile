@@ -41,7 +41,7 @@ gpu-check: setup
 	$(BIN)/python tools/gpu_check.py
 
 lint: setup
-	$(BIN)/ruff check lit_verbrec tools tests
+	$(BIN)/ruff check lit_verbrec tools tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs

@@ -37,3 +37,40 @@ def test_imports_only_go_down():
             if RANK[target] > own:
                 wrong.append(f"{path.relative_to(PACKAGE)} imports {module}")
     assert wrong == []
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle in graph, as a path that ends where it started, or []."""
+    state: dict[str, int] = {}                                        # 1: on the DFS path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [node])):
+                return found
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return []
+
+
+def test_no_module_imports_back_what_imports_it():
+    # deferred imports inside functions count too: they are how a circle like base -> concrete
+    # oracle -> base hides from import time
+    graph = {_module(p): {m for m in _imports(p) if m != _module(p)} for p in PACKAGE.rglob("*.py")}
+    assert _cycle(graph) == []
+
+
+def test_the_cycle_finder_finds_a_planted_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []

@@ -1,76 +1,32 @@
-"""Benchmarks. Each prints absolute figures and a ratio against a peer measured in the same run.
+"""Benchmarks. Each prints absolute figures and a ratio against a peer measured in the same run;
+the implementations are in benchmarks/, one file each.
 
-    python tools/bench.py data      # 1,000,000 interactions (6,000 users) -> reranking examples
-    python tools/bench.py logprobs  # peak memory of per-token log-probs, vocab 151,936 (tools/bench_logprobs.py)
-    python tools/bench.py grpo      # GRPO step time and peak memory vs trl's GRPOTrainer (tools/bench_grpo.py)
-    python tools/bench.py oracle    # oracle client requests/s at concurrency 1, 8, 32 (tools/bench_oracle.py)
-    python tools/bench.py micro_batches  # padding-aware micro-batches vs padded to the step (tools/bench_micro_batches.py)
-    python tools/bench.py engines   # rollout tokens/s, vLLM vs transformers, same model and prompts (tools/bench_engines.py)
+    python tools/bench.py data           # 1,000,000 interactions (6,000 users) -> reranking examples, vs pandas per user
+    python tools/bench.py logprobs       # peak memory of per-token log-probs, vocab 151,936
+    python tools/bench.py grpo           # GRPO step time and peak memory vs trl's GRPOTrainer
+    python tools/bench.py oracle         # oracle client requests/s at concurrency 1, 8, 32
+    python tools/bench.py micro_batches  # padding-aware micro-batches vs padded to the step
+    python tools/bench.py engines        # rollout tokens/s, vLLM vs transformers, same model and prompts
 
-data: times the path from raw frames to an examples table (de-duplication, catalog check,
-sort, targets, history records, negatives) on the synthetic log, against a straightforward
-implementation of the same rules (lit_verbrec/data/reference.py: pandas groupby per user,
-Python lists and sets, pa.Table.from_pylist) on the same interactions. Target: ours under
-10 s on 2 cores.
+Arguments after the name go to the benchmark (`python tools/bench.py grpo --help`).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-import time
 
-import pyarrow as pa
-
-from lit_verbrec.config.compose import compose
-from lit_verbrec.data.canonical import finalize
-from lit_verbrec.data.examples import build_examples
-from lit_verbrec.data.reference import naive_examples
-from lit_verbrec.data.report import DataReport
-from lit_verbrec.data.synthetic import N_TARGETS, generate
+from lit_verbrec.config.paths import REPO
 
 BENCHES = ("data", "logprobs", "grpo", "oracle", "micro_batches", "engines")
 
 
-def bench_data(overrides: list[str]) -> None:
-    cfg = compose(["data.synthetic.users=6000", f"data.synthetic.interactions_per_user={167 - N_TARGETS}", *overrides])
-    t0 = time.perf_counter()
-    interactions, items = generate(cfg.data.synthetic, cfg.data.seed)
-    t_gen = time.perf_counter() - t0
-    n = len(interactions)
-    print(f"synthetic log: {n:,} interactions, {interactions['user'].nunique():,} users, {len(items):,} items "
-          f"(generated in {t_gen:.1f} s, not part of the timing)")
-
-    t0 = time.perf_counter()
-    report = DataReport()
-    data = finalize(interactions, items, report, "synthetic log")
-    t_canonical = time.perf_counter() - t0
-    prepared = build_examples(data, cfg.data.examples, cfg.data.seed, report)
-    ours = time.perf_counter() - t0
-    n_examples = prepared.examples.num_rows
-
-    t0 = time.perf_counter()
-    peer = naive_examples(interactions, items, cfg.data.examples, cfg.data.seed)
-    pa.Table.from_pylist(list(peer.values()))  # the same output: one table with history records
-    naive = time.perf_counter() - t0
-    same = sorted(peer) == sorted(prepared.examples["example_id"].to_pylist())
-
-    print(f"ours : {ours:6.2f} s ({t_canonical:.2f} s canonical tables + {ours - t_canonical:.2f} s examples) "
-          f"-> {n_examples:,} examples, {n / ours:,.0f} interactions/s")
-    print(f"naive: {naive:6.2f} s -> {len(peer):,} examples, {n / naive:,.0f} interactions/s "
-          f"(same example ids: {same})")
-    print(f"ratio: ours / naive time = {ours / naive:.3f} (target: ours < 10 s: {'met' if ours < 10 else 'MISSED'})")
-
-
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in BENCHES or "--help" in argv:
+    if not argv or argv[0] not in BENCHES:
         print(__doc__)
-        return 0 if "--help" in argv else 2
-    if argv[0] != "data":   # each in its own file; tools/ is on sys.path when this file runs as a script
-        import importlib
-
-        return importlib.import_module(f"bench_{argv[0]}").main(argv[1:])
-    bench_data(argv[1:])
-    return 0
+        return 0 if argv[:1] in (["--help"], ["-h"]) else 2
+    sys.path.insert(0, str(REPO))             # benchmarks/ is a folder of the checkout, not of the package
+    return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.evaluation.paper import ROWS, paper_rows
 from lit_verbrec.evaluation.systems import SYSTEMS
 from lit_verbrec.evaluation.table import evaluate_rows, markdown_table, score_rows
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 
 N_EXAMPLE_TEXTS = 2
 

@@ -28,7 +28,7 @@ from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.export.distill import distillation_rows, write_distillation
 from lit_verbrec.export.models import export_adapter, export_merged, model_card
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
 from lit_verbrec.training.run import RunPaths, best_adapter, prepared_folder

@@ -30,6 +30,7 @@ import torch
 from transformers import AutoTokenizer
 
 from lit_verbrec.config.compose import compose
+from lit_verbrec.config.paths import SHARED_QWEN3
 from lit_verbrec.export.models import export_merged
 from lit_verbrec.launch.local import run_local
 from lit_verbrec.launch.plan import GPUS, model_shape, stage_memory
@@ -40,13 +41,12 @@ QWEN3_8B = {"hidden_size": 4096, "intermediate_size": 12288, "num_attention_head
             "head_dim": 128}
 CPU_TINY = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
             "head_dim": 32}   # head_dim >= 32: vLLM's CPU attention
-SHARED_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
 
 
 def run_overrides(args, engine: str, root: Path) -> list[str]:
     arch = CPU_TINY if args.cpu_self_test else QWEN3_8B
-    tokenizer = args.tokenizer or ("builtin" if args.cpu_self_test or not (SHARED_TOKENIZER / "tokenizer.json").is_file()
-                                   else str(SHARED_TOKENIZER))
+    tokenizer = args.tokenizer or ("builtin" if args.cpu_self_test or not (SHARED_QWEN3 / "tokenizer.json").is_file()
+                                   else str(SHARED_QWEN3))
     new_tokens = (16, 8) if args.cpu_self_test else (64, 32)
     steps = ["max_steps=1", "group_size=4", "prompts_per_step=2", "micro_batch_size=4", f"engine={engine}",
              "gradient_checkpointing=true", "vllm_gpu_memory_utilization=0.35"]

@@ -2,7 +2,7 @@
 
     python tools/plan.py size=32b                         # stage 1 (verbalizer) on H100s
     python tools/plan.py size=8b stage=reasoner --gpu h200 --mfu 0.3
-    python tools/plan.py --measure-cpu       # the estimate vs a measured CPU step of tools/bench_grpo.py's model
+    python tools/plan.py --measure-cpu       # the estimate vs a measured CPU step of benchmarks/grpo.py's model
 
 Reads the model config (../shared/qwen3-tokenizer/Qwen3-{8B,32B}.config.json when present, else
 size.model's config.json; size=tiny: the size.tiny architecture) and the stage's GRPO settings
@@ -15,12 +15,12 @@ lit_verbrec/launch/plan.py; every figure is an estimate.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
+from lit_verbrec.config.paths import REPO, SHARED_QWEN3
 from lit_verbrec.launch.plan import GIB, GPUS, lora_params, model_shape, stage_memory, step_seconds
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
+SHARED = SHARED_QWEN3
 OPTIONS = {"--gpu": "h100", "--mfu": "0.35", "--bandwidth-eff": "0.6", "--prompt-tokens": "0", "--gpus": "0"}
 
 
@@ -36,10 +36,10 @@ def split_options(argv: list[str]) -> tuple[dict[str, str], list[str], bool]:
     return options, rest, measure
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_grpo  # noqa: E402  (tools/ is on sys.path when this file runs as a script)
+sys.path.insert(0, str(REPO))                 # benchmarks/ is a folder of the checkout, not of the package
+from benchmarks import grpo as bench_grpo  # noqa: E402
 
-# --measure-cpu: the model and step of `tools/bench_grpo.py` (hidden 256, 4 layers, real vocabulary).
+# --measure-cpu: the model and step of `benchmarks/grpo.py` (hidden 256, 4 layers, real vocabulary).
 MEASURE = [f"size.tokenizer={bench_grpo.TOKENIZER}", *bench_grpo.ARCH, "verbalizer.grpo.prompts_per_step=1",
            "verbalizer.grpo.group_size=8", "verbalizer.grpo.micro_batch_size=8", "verbalizer.grpo.max_new_tokens=32",
            "verbalizer.grpo.engine=hf", "verbalizer.grpo.gradient_checkpointing=false", "size.quantization=none",

@@ -18,7 +18,7 @@ at once: tests check the client's concurrency limit with it). Backends:
 Faults, drawn independently per request after the latency: --error-rate (HTTP 500),
 --rate-limit-rate (HTTP 429, Retry-After: 0), --garbage-rate (HTTP 200 with truncated JSON,
 no choices or null content). Token usage is a whitespace estimate except for `model`.
-The backends are in tools/oracle_backends.py; this file is the HTTP side, faults and stats.
+The backends are in lit_verbrec/oracle/server_backends.py; this file is the HTTP side, faults and stats.
 The request's model field must be the served name (404 otherwise, as vLLM does).
 """
 
@@ -34,7 +34,13 @@ from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from oracle_backends import BACKENDS, ModelBackend, RequestError, echo_backend, lexical_backend
+from lit_verbrec.oracle.server_backends import (
+    BACKENDS,
+    ModelBackend,
+    RequestError,
+    echo_backend,
+    lexical_backend,
+)
 
 HOST = "127.0.0.1"
 

@@ -25,10 +25,11 @@ import sys
 from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli, run_folder
+from lit_verbrec.config.paths import SHARED_QWEN3
 from lit_verbrec.launch.local import run_local
 
 FLAGS = ("--dry-run", "--detach")
-SHARED_CONFIGS = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"   # offline model configs, if there
+SHARED_CONFIGS = SHARED_QWEN3   # offline model configs, if there
 
 
 def status_main(argv: list[str]) -> int:

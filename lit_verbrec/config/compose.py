@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lit_verbrec.config.paths import CONFIGS
 from lit_verbrec.config.schema import Config
 
 GROUPS = ("size", "stage", "data", "oracle", "cluster")
@@ -35,7 +36,7 @@ class ConfigError(ValueError):
 def config_dir() -> Path:
     """The `configs/` folder: $LIT_VERBREC_CONFIGS, else the one beside the package."""
     env = os.environ.get("LIT_VERBREC_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    return Path(env) if env else CONFIGS
 
 
 def group_choices(group: str, root: Path | None = None) -> list[str]:

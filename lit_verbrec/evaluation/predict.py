@@ -25,7 +25,7 @@ from lit_verbrec.config.console import progress
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.inference import (
     engine_name,

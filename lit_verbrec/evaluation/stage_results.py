@@ -13,7 +13,7 @@ import numpy as np
 
 from lit_verbrec.config.schema import Config
 from lit_verbrec.evaluation.metrics import relative_change, summarize
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
 

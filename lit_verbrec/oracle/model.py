@@ -7,7 +7,7 @@ thinking off where the template has the switch (the reward needs an answer, and 
 that runs past max_tokens leaves none), left padding so that every prompt ends where
 generation starts, batched generate, greedy unless cfg.temperature > 0.
 
-`generate_replies` is shared with tools/serve_oracle.py's `model` backend (tools/oracle_backends.py).
+`generate_replies` is shared with tools/serve_oracle.py's `model` backend (lit_verbrec/oracle/server_backends.py).
 
 Unlike the network backend, an exception here is not caught: a generate that fails in
 process is a bug or out-of-memory, which retrying cannot fix and which must not be hidden

@@ -13,7 +13,7 @@ import torch
 
 from lit_verbrec.config.schema import Config
 from lit_verbrec.models.loading import load_policy
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.rollout.vllm_llm import close_llm, owns_process_group

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle_data import make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.config.train_schema import OracleConfig
-from lit_verbrec.oracle.base import ORACLE_KINDS, Oracle, OracleStats, make_oracle
+from lit_verbrec.oracle.base import Oracle, OracleStats
+from lit_verbrec.oracle.factory import ORACLE_KINDS, make_oracle
 from lit_verbrec.oracle.lexical import LexicalOracle, lexical_choice
 from lit_verbrec.oracle.openai_client import OpenAIOracle
 

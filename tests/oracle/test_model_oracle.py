@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle_data import make_catalog, make_examples  # noqa: E402
 
 from lit_verbrec.config.train_schema import OracleConfig
-from lit_verbrec.oracle.base import make_oracle
+from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.oracle.model import ModelOracle, generate_replies
 
 transformers = pytest.importorskip("transformers")

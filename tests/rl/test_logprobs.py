@@ -168,7 +168,7 @@ def test_completion_logprobs_through_a_peft_wrapper():
 
 
 def test_bench_logprobs_runs_small():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_logprobs.py"), "--batch", "2",
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "logprobs", "--batch", "2",
                              "--tokens", "64", "--hidden", "16", "--chunk", "32"],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr

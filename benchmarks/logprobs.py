@@ -1,6 +1,6 @@
 """Peak memory of per-token log-probs (forward + backward w.r.t. hidden): chunked vs naive.
 
-    python tools/bench_logprobs.py [--batch 8] [--tokens 2048] [--hidden 128] [--chunk 1024]
+    python tools/bench.py logprobs [--batch 8] [--tokens 2048] [--hidden 128] [--chunk 1024]
 
 ours : lit_verbrec.rl.logprobs.chunked_token_logprobs (chunk tokens at a time, fp32 logits).
 naive: torch.log_softmax((h @ W.T).float() / T, -1).gather(...) on the full [B, T, V] logits.
@@ -25,7 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
+from lit_verbrec.config.paths import SHARED_QWEN3
+
+TOKENIZER = SHARED_QWEN3
 NAIVE_BYTES_PER_LOGIT = 12   # measured 11.5 (bf16 logits, fp32 copy, /T, log_softmax, backward buffers)
 TEMPERATURE = 0.7
 SLICE = 64                   # tokens of row 0 compared between the variants

@@ -5,8 +5,7 @@
     model    a local transformers model folder, one generation at a time
 
 Each is called as backend(messages, max_tokens, temperature) -> Reply and raises RequestError
-(a 4xx for the client) for a request it cannot answer. Imported by path: tools/ is sys.path[0]
-when serve_oracle.py runs as a script.
+(a 4xx for the client) for a request it cannot answer.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from lit_verbrec.config.paths import REPO
+
 CORPUS = [f"The user watched Alien ({1970 + i % 30}) and rated it {i % 5} stars; hello world." for i in range(60)]
 
 
@@ -110,8 +111,8 @@ def main(argv: list[str]) -> int:
         write_model(Path(tmp))
         for engine in ("hf", "vllm"):
             out = subprocess.run([sys.executable, __file__, *argv, "--worker", engine, "--folder", tmp],
-                                 capture_output=True, text=True, cwd=ROOT,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                 capture_output=True, text=True, cwd=REPO,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
                 return 1

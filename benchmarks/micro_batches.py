@@ -1,6 +1,6 @@
 """Time of a GRPO update over micro-batches: padding-aware (ours) vs padded to the whole step.
 
-    python tools/bench_micro_batches.py [--prompts 8] [--group 4] [--micro 4] [--hidden 256] [--reps 3]
+    python tools/bench.py micro_batches [--prompts 8] [--group 4] [--micro 4] [--hidden 256] [--reps 3]
 
 The same rollout, model (random Qwen3, 4 layers, LoRA rank 8) and loss, forward + backward
 over every micro-batch:

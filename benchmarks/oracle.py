@@ -1,6 +1,6 @@
 """Oracle client throughput against tools/serve_oracle.py on loopback, and what the client adds.
 
-    python tools/bench_oracle.py [--requests 256] [--latency-ms 20] [--concurrency 1 8 32]
+    python tools/bench.py oracle [--requests 256] [--latency-ms 20] [--concurrency 1 8 32]
 
 A lexical-backend server answers each request after --latency-ms (standing in for a model
 server's time per request). At each concurrency, the same --requests distinct reasoner prompts
@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent
+from lit_verbrec.config.paths import TOOLS
 
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen, int]:

@@ -1,6 +1,6 @@
 """Step time and peak memory of one GRPO step: our VerbalizerGRPO vs trl's GRPOTrainer, same work.
 
-    python tools/bench_grpo.py [--steps 3] [--rounds 2] [--prompt-tokens 1024] [--group 8] [--new-tokens 32]
+    python tools/bench.py grpo [--steps 3] [--rounds 2] [--prompt-tokens 1024] [--group 8] [--new-tokens 32]
 
 The same work on both sides: a random-weight Qwen3 (hidden 256, 4 layers, the real 151,936-row
 vocabulary and tokenizer from ../shared/qwen3-tokenizer), the same seed and LoRA (rank 8 on all
@@ -27,7 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
+from lit_verbrec.config.paths import SHARED_QWEN3
+
+TOKENIZER = SHARED_QWEN3
 ARCH = ["size.tiny.hidden_size=256", "size.tiny.num_hidden_layers=4", "size.tiny.num_attention_heads=4",
         "size.tiny.num_key_value_heads=2", "size.tiny.head_dim=64", "size.tiny.intermediate_size=768",
         "size.tiny.initializer_range=0.02"]
