@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from lit_verbrec.config.console import progress
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
@@ -38,6 +39,9 @@ from lit_verbrec.training.verbalizer import compression_ratio
 FIELDS = ("example_id", "user", "split", "messages", "reward", "correct", "compression", "target", "candidates",
           "verbalizer", "adapter_hash")
 
+ORACLE_CHUNK = 256
+"""Rows per oracle.choose call: large enough for an endpoint's concurrency, small enough for the bar to move."""
+
 
 def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], catalog: Catalog, oracle: Oracle,
                       tokenizer, kind: str, key: str) -> list[dict]:
@@ -45,7 +49,13 @@ def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], 
     cached = [e for e in examples if e["example_id"] in texts]
     verbalized = [texts[e["example_id"]] for e in cached]
     template = [verbalize_template(e["history"], catalog) for e in cached]
-    choices = oracle.choose(verbalized, [e["candidates"] for e in cached])
+    choices: list[int | None] = []
+    # in chunks, for the bar: an endpoint oracle answers thousands of rows in minutes
+    with progress(len(cached), "distillation: oracle", unit="examples") as bar:
+        for start in range(0, len(cached), ORACLE_CHUNK):
+            part = cached[start:start + ORACLE_CHUNK]
+            choices += oracle.choose(verbalized[start:start + ORACLE_CHUNK], [e["candidates"] for e in part])
+            bar.update(len(part))
     correct = torch.tensor([c is not None and c == e["target_index"] for c, e in zip(choices, cached)], dtype=torch.float)
     ratio = compression_ratio(tokenizer, verbalized, template)
     reward = verbalizer_reward(correct, ratio, cfg.reward)["reward"]

@@ -107,6 +107,8 @@ def test_distillation_filters_by_reward(exported, qlora_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     kept = [json.loads(line) for line in (tmp_path / "distillation.jsonl").read_text().splitlines()]
     assert kept == [r for r in everything if r["reward"] >= 0.5]
+    assert "distillation: oracle" in result.stderr and f"{len(everything)}/{len(everything)}" in result.stderr
+    assert f"wrote {tmp_path}: distillation.jsonl, distillation.parquet, export.json" in result.stdout
 
 
 def test_export_of_a_missing_stage_names_it(tmp_path, qlora_run):
