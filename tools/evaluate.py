@@ -40,7 +40,7 @@ def paper_table(cfg, examples, items, out: Path) -> dict:
     catalog = Catalog.from_table(items)
     oracle = make_oracle(cfg.oracle, catalog, out / "oracle_cache")
     found = paper_rows(examples.to_pylist(), catalog, oracle, cfg.eval.runs, cfg.eval.zero_shot_max_new_tokens,
-                       cfg.eval.engine)
+                       cfg.eval.engine, cfg.text)
     names = [n for n in ROWS if n != "rewrite + trained reasoner"]
     names.insert(4, next(n for n in [*found["preds"], *found["unavailable"]] if n.endswith("+ trained reasoner")))
     extra = {n: {"compression": c} for n, c in found["compression"].items()}

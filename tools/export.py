@@ -30,7 +30,7 @@ from lit_verbrec.export.distill import distillation_rows, write_distillation
 from lit_verbrec.export.models import export_adapter, export_merged, model_card
 from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.text.template import verbalize_template
-from lit_verbrec.training.cache import VerbalizationCache, adapter_hash
+from lit_verbrec.training.cache import VerbalizationCache, adapter_hash, text_key
 from lit_verbrec.training.run import RunPaths, best_adapter, prepared_folder
 
 CHECK_INPUTS, CHECK_TOKENS = 4, 48
@@ -61,7 +61,7 @@ def stage_metrics(run: Path, stage: str) -> dict | None:
 
 def distillation(cfg, run: Path, adapter: Path, tokenizer, out: Path) -> dict:
     key = adapter_hash(adapter)
-    cache = VerbalizationCache(RunPaths.of(cfg).cache, cfg.verbalizer.kind, key)
+    cache = VerbalizationCache(RunPaths.of(cfg).cache, cfg.verbalizer.kind, text_key(key, cfg.text.metadata))
     texts = cache.stored_texts()
     if not texts:
         raise FileNotFoundError(f"no verbalization cache {cache.path} for adapter {adapter} (hash {key}): "

@@ -237,3 +237,10 @@ class Config:
     """tools/predict.py: batch answers for new users from a finished run."""
     out: str = ""
     """Output folder of the tool; empty: `<run.root>/<run.name>/<tool>`."""
+
+    def __post_init__(self) -> None:
+        # The action verbalizer's decisions are which lines to keep and which to enrich with metadata:
+        # a template that already carries metadata on every line would leave it nothing to decide.
+        require(not (self.text.metadata and self.verbalizer.kind == "action"), "text.metadata",
+                "adds fields to every template line; with verbalizer.kind=action the verbalizer chooses "
+                "per line what to enrich: leave text.metadata empty (or use verbalizer.kind=rewrite)")

@@ -137,10 +137,17 @@ class VerbalizerConfig:
     """action: sequential (each decision conditions on the earlier ones, one forward step per line) or
     factorised (decisions independent given the history: one forward pass per user serves all G
     samples, in sampling and training; rollout/factorised.py). Factorised is G times cheaper."""
+    length_cap: float = 1.0
+    """rewrite: a completion stops at this many times its template's tokens (the longest of a sampling
+    call's), at most grpo.max_new_tokens; 0: grpo.max_new_tokens alone. 1.0 = reward.length_zero_high's
+    default, past which the length reward is 0. A fixed cap below length_low x the template would make
+    the length plateau unreachable."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=512))
-    """GRPO settings of stage 1 (max_new_tokens applies to rewrite; action lists have a fixed length)."""
+    """GRPO settings of stage 1 (max_new_tokens applies to rewrite, as the ceiling of length_cap; action
+    lists have a fixed length)."""
 
     def __post_init__(self) -> None:
+        require(self.length_cap >= 0, "verbalizer.length_cap", "must be >= 0 (0: grpo.max_new_tokens alone)")
         choice(self.kind, "verbalizer.kind", ("action", "rewrite"))
         choice(self.action_line, "verbalizer.action_line", ("paper", "full"))
         choice(self.action_decoding, "verbalizer.action_decoding", ("sequential", "factorised"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from lit_verbrec.config.compose import compose_run
+from lit_verbrec.config.data_schema import TextConfig
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
@@ -71,14 +72,16 @@ def _engine(engine: str, trained_with: str) -> str:
 
 
 def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: list[str],
-               max_new_tokens: int = 256, engine: str = "as_trained") -> dict:
+               max_new_tokens: int = 256, engine: str = "as_trained", text: TextConfig | None = None) -> dict:
     """{"preds": {row: [N] indices}, "unavailable": {row: why}, "compression": {row: ratio},
     "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them},
     "engines": {row: hf | vllm, what served its model}}.
     `engine`: what serves the models (eval.engine: as_trained | hf | vllm); on vllm one engine in
-    the process serves every row's adapter (lit_verbrec/training/inference.py)."""
+    the process serves every row's adapter (lit_verbrec/training/inference.py).
+    `text`: text.metadata's fields on the template lines (the raw row and the zero-shot input)."""
+    text = text or TextConfig()
     runs = assign_runs(folders)
-    templates = [verbalize_template(e["history"], catalog) for e in examples]
+    templates = [verbalize_template(e["history"], catalog, text.metadata, text.max_tags) for e in examples]
     out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
                  "compression": {"template": 1.0}, "texts": {"template": templates}, "engines": {}}
     first = next(iter(runs.values()), None)
@@ -94,7 +97,8 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
         if name == "zero-shot":
             served, _ = frozen_engine(cfg, paths, cfg.verbalizer.grpo, tokenizer, None, served_by)
             verbalizer = RewriteVerbalizer(served, tokenizer, catalog, "zero_shot", max_new_tokens,
-                                           batch_size=inference_batch(served))
+                                           batch_size=inference_batch(served), metadata=text.metadata,
+                                           max_tags=text.max_tags)
         else:
             verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog, served_by)
         texts = verbalizer.verbalize(examples)

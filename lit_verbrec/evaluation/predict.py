@@ -59,7 +59,7 @@ class Predictor:
 
     def __init__(self, cfg: Config, paths: RunPaths, catalog: Catalog, sample: list[dict], out: Path) -> None:
         tokenizer = run_tokenizer(cfg, paths, sample, catalog)
-        self.catalog = catalog
+        self.catalog, self.metadata, self.max_tags = catalog, cfg.text.metadata, cfg.text.max_tags
         self.verbalizer = None
         if _uses_verbalizer(cfg, paths):
             self.verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog,
@@ -75,7 +75,7 @@ class Predictor:
 
     def texts(self, examples: list[dict]) -> list[str]:
         if self.verbalizer is None:
-            return [verbalize_template(e["history"], self.catalog) for e in examples]
+            return [verbalize_template(e["history"], self.catalog, self.metadata, self.max_tags) for e in examples]
         return self.verbalizer.verbalize(examples)
 
     def answers(self, examples: list[dict], texts: list[str]) -> list[int]:

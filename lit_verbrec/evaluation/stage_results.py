@@ -33,7 +33,7 @@ def verbalizer_results(cfg: Config) -> dict:
     oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
     texts = {
-        "template": [verbalize_template(e["history"], catalog) for e in test],
+        "template": [verbalize_template(e["history"], catalog, cfg.text.metadata, cfg.text.max_tags) for e in test],
         "keep all + enrich all": [verbalize_template(e["history"], catalog, METADATA_FIELDS, cfg.text.max_tags) for e in test],
         f"trained {verbalizer.kind} verbalizer": verbalizer.verbalize(test),
     }

@@ -48,7 +48,9 @@ def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], 
     """Rows for the cached `texts` (example_id -> verbalization) of `examples`, scored by `oracle`."""
     cached = [e for e in examples if e["example_id"] in texts]
     verbalized = [texts[e["example_id"]] for e in cached]
-    template = [verbalize_template(e["history"], catalog) for e in cached]
+    # the verbalizer's input: an action verbalizer's plain template, a rewrite's with text.metadata
+    metadata = cfg.text.metadata if kind != "action" else ()
+    template = [verbalize_template(e["history"], catalog, metadata, cfg.text.max_tags) for e in cached]
     choices: list[int | None] = []
     # in chunks, for the bar: an endpoint oracle answers thousands of rows in minutes
     with progress(len(cached), "distillation: oracle", unit="examples") as bar:

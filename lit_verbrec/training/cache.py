@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,6 +33,12 @@ def adapter_hash(folder: str | Path) -> str:
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         digest.update((Path(folder) / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def text_key(adapter_key: str, metadata: Sequence[str] = ()) -> str:
+    """The cache key of a verbalizer's texts: its adapter's hash, and text.metadata's fields when the
+    template it read carried any (the same adapter reads a different input then)."""
+    return adapter_key if not metadata else f"{adapter_key}-{'+'.join(metadata)}"
 
 
 class VerbalizationCache:

@@ -137,7 +137,8 @@ def frozen_verbalizer(cfg: Config, paths: RunPaths, tokenizer, catalog, engine: 
     else:
         served, _ = frozen_engine(cfg, paths, grpo, tokenizer, adapter, engine or grpo.engine)
         verbalizer = RewriteVerbalizer(served, tokenizer, catalog, "rewrite", grpo.max_new_tokens,
-                                       batch_size=inference_batch(served))
+                                       batch_size=inference_batch(served), metadata=cfg.text.metadata,
+                                       max_tags=cfg.text.max_tags, length_cap=cfg.verbalizer.length_cap)
     return verbalizer, adapter_hash(adapter)
 
 

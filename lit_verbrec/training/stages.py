@@ -17,7 +17,7 @@ from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.rollout.engines import make_engine
 from lit_verbrec.rollout.hf import HFEngine
 from lit_verbrec.rollout.vllm_llm import close_llm, owns_process_group
-from lit_verbrec.training.cache import VerbalizationCache
+from lit_verbrec.training.cache import VerbalizationCache, text_key
 from lit_verbrec.training.callbacks import ValidationCallback
 from lit_verbrec.training.distributed import rank_info, setup_rank
 from lit_verbrec.training.inference import HF_BATCH, engine_name, frozen_verbalizer, vllm_base
@@ -75,7 +75,9 @@ def run_verbalizer_stage(cfg: Config) -> dict:
                                       factorised=cfg.verbalizer.action_decoding == "factorised",
                                       max_tags=cfg.text.max_tags)
     else:
-        verbalizer = RewriteVerbalizer(engine, tokenizer, catalog, "rewrite", grpo.max_new_tokens)
+        verbalizer = RewriteVerbalizer(engine, tokenizer, catalog, "rewrite", grpo.max_new_tokens,
+                                       metadata=cfg.text.metadata, max_tags=cfg.text.max_tags,
+                                       length_cap=cfg.verbalizer.length_cap)
     oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     module = VerbalizerGRPO(policy, tokenizer, engine, grpo, verbalizer, oracle, cfg.reward)
     callbacks = stage_callbacks(cfg, stage_dir, val)
@@ -93,10 +95,10 @@ def stage2_texts(cfg: Config, paths: RunPaths, examples: list[dict], tokenizer, 
     """example_id -> the reasoner's input text (verbalized once and cached, or the template).
     `engine`: what serves the frozen verbalizer (default verbalizer.grpo.engine)."""
     if cfg.reasoner.input == "template":
-        template = TemplateVerbalizer(catalog, cfg.text.max_tags)
+        template = TemplateVerbalizer(catalog, cfg.text.max_tags, cfg.text.metadata)
         return dict(zip([e["example_id"] for e in examples], template.verbalize(examples))), {"input": "template"}
     verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog, engine)
-    cache = VerbalizationCache(paths.cache, verbalizer.kind, key)
+    cache = VerbalizationCache(paths.cache, verbalizer.kind, text_key(key, cfg.text.metadata))
     # The ranks of a Slurm job split the work and save it chunk by chunk; a preemption signal stops here.
     from lit_verbrec.training.preemption import exit_if_signalled, job_rank
 

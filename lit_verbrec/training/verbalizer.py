@@ -19,7 +19,6 @@ import torch
 from lit_verbrec.config.train_schema import GRPOConfig, RewardConfig
 from lit_verbrec.rl.rewards import verbalizer_reward
 from lit_verbrec.rollout.types import Rollout
-from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.grpo import GRPOModule
 
 
@@ -46,7 +45,7 @@ class VerbalizerGRPO(GRPOModule):
 
     def compression(self, texts: list[str], examples: list[dict], group: torch.Tensor) -> torch.Tensor:
         """[N] tokens of each text / tokens of its example's template (texts[i] is of examples[group[i]])."""
-        template = [verbalize_template(e["history"], self.verbalizer.catalog) for e in examples]
+        template = [self.verbalizer.template(e["history"]) for e in examples]   # the verbalizer's own input
         # each template is tokenized once per example, not once per sample
         return token_counts(self.reasoner_tokenizer, texts) / token_counts(self.reasoner_tokenizer, template).clamp(min=1)[group]
 

@@ -14,6 +14,10 @@ as a dict (history entries as dicts).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
 import torch
 
 from lit_verbrec.config.console import progress
@@ -36,11 +40,15 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
 class TemplateVerbalizer:
     kind = "template"
 
-    def __init__(self, catalog: Catalog, max_tags: int = 3) -> None:
-        self.catalog, self.max_tags = catalog, max_tags
+    def __init__(self, catalog: Catalog, max_tags: int = 3, metadata: Sequence[str] = ()) -> None:
+        self.catalog, self.max_tags, self.metadata = catalog, max_tags, tuple(metadata)
+
+    def template(self, history: list[dict]) -> str:
+        """The raw template with text.metadata's fields: here the text itself."""
+        return verbalize_template(history, self.catalog, self.metadata, self.max_tags)
 
     def verbalize(self, examples: list[dict], batch_size: int = 0) -> list[str]:
-        return [verbalize_template(e["history"], self.catalog) for e in examples]
+        return [self.template(e["history"]) for e in examples]
 
 
 class ActionVerbalizer:
@@ -55,11 +63,16 @@ class ActionVerbalizer:
         spec = action_slot_spec(["", ""], tokenizer)   # the "0"/"1" ids, checked single tokens
         self.decision_ids = torch.tensor(spec.allowed[0])
 
+    def template(self, history: list[dict]) -> str:
+        """The plain template: the action verbalizer decides per line what metadata to add
+        (config refuses text.metadata with verbalizer.kind=action)."""
+        return verbalize_template(history, self.catalog)
+
     def prompts(self, examples: list[dict]) -> list[list[int]]:
         if self.full_lines:  # the lines are in the answer's fixed text: one short prompt for all
             return [chat_prompt_ids(self.tokenizer, verbalizer_messages("action_full", None))] * len(examples)
         return [chat_prompt_ids(self.tokenizer, verbalizer_messages(
-            "action", verbalize_template(e["history"], self.catalog))) for e in examples]
+            "action", self.template(e["history"]))) for e in examples]
 
     def specs(self, examples: list[dict]) -> list[SlotSpec]:
         catalog = self.catalog if self.full_lines else None
@@ -84,17 +97,37 @@ class RewriteVerbalizer:
     """Free-text verbalization (`rewrite`, trained) or its untrained heuristic twin (`zero_shot`)."""
 
     def __init__(self, engine, tokenizer, catalog: Catalog, kind: str = "rewrite", max_new_tokens: int = 512,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, metadata: Sequence[str] = (), max_tags: int = 3, length_cap: float = 0.0) -> None:
         self.engine, self.tokenizer, self.catalog = engine, tokenizer, catalog
+        # > 0: a call's completions stop at length_cap x its longest template (in tokens), at most
+        # max_new_tokens. A fixed cap below the plateau's ratio makes the length reward unreachable
+        # (1024 tokens of a ~4k-token 100-line template: ratio <= 0.25 < length_low 0.3), and beyond
+        # reward.length_zero_high the length reward is 0 anyway.
+        self.length_cap = length_cap
+        self.metadata, self.max_tags = tuple(metadata), max_tags   # text.metadata: the fields its input lines carry
         self.kind, self.max_new_tokens = kind, max_new_tokens
         self.batch_size = batch_size   # examples per `verbalize` sampling call; 0: all at once (vLLM)
         self.decision_ids = None
 
     def prompts(self, examples: list[dict]) -> list[list[int]]:
         return [chat_prompt_ids(self.tokenizer, verbalizer_messages(
-            self.kind, verbalize_template(e["history"], self.catalog))) for e in examples]
+            self.kind, self.template(e["history"]))) for e in examples]
+
+    def template(self, history: list[dict]) -> str:
+        """Its input: the raw template with text.metadata's fields (the paper's raw format has year and plot)."""
+        return verbalize_template(history, self.catalog, self.metadata, self.max_tags)
+
+    def completion_budget(self, examples: list[dict], max_new_tokens: int) -> int:
+        """Most tokens a completion of `examples` may have: `max_new_tokens`, or below it
+        ceil(length_cap x the longest template's tokens) when length_cap is set."""
+        if not self.length_cap or not examples:
+            return max_new_tokens
+        longest = max(len(self.tokenizer(self.template(e["history"]), add_special_tokens=False)["input_ids"])
+                      for e in examples)
+        return max(1, min(max_new_tokens, math.ceil(self.length_cap * longest)))
 
     def sample(self, examples: list[dict], params: SamplingParams, greedy: bool = False) -> Rollout:
+        params = replace(params, max_new_tokens=self.completion_budget(examples, params.max_new_tokens))
         return self.engine.generate(self.prompts(examples), greedy_params(params) if greedy else params)
 
     def render(self, examples: list[dict], rollout: Rollout) -> list[str]:

@@ -71,7 +71,7 @@ def test_submit_refuses_a_stage_that_cannot_fit_its_gpu(gpu, code):
                              f"cluster.gpu={gpu}", "--dry-run"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == code, result.stderr[-2000:]
     if code:
-        assert "memory estimate, verbalizer on one h100 (80 GiB): 96 GiB before any KV cache" in result.stderr
+        assert "memory estimate, verbalizer on one h100 (80 GiB): 100 GiB before any KV cache" in result.stderr
         assert "does NOT fit" in result.stderr and "not submitted" in result.stderr
         assert "#SBATCH" not in result.stdout
     else:
