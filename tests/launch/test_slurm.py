@@ -26,9 +26,9 @@ def test_dry_run_of_two_nodes_with_two_tasks_is_the_readme_example():
                    "run.root=/shared/runs", "run.name=demo"])
     printed = dry_run(cfg).replace(sys.executable, "/path/to/.venv/bin/python")
     printed = re.sub(r"slurm/code/[0-9a-f]{12}", "slurm/code/<hash>", printed)   # the snapshot's name: a code hash
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "slurm.md").read_text()   # the README links there
     documented = re.search(r"<!-- dry-run example -->\n```bash\n\$ .*?--dry-run\n(.*?)```", readme, re.S)
-    assert documented, "README.md lacks the dry-run example block"
+    assert documented, "docs/slurm.md lacks the dry-run example block"
     assert printed.strip() == documented.group(1).strip()
     assert "#SBATCH --nodes=2" in printed and "#SBATCH --ntasks-per-node=2" in printed
     assert "#SBATCH --dependency='afterok:<verbalizer job id>'" in printed
