@@ -5,13 +5,15 @@
     python tools/evaluate.py data.prepared=prep/ml-1m eval.rows=[random,popularity,lexical/template] eval.split=val
 
 Table 1 (the paper's rows, lit_verbrec/evaluation/paper.py): template, zero-shot, action,
-rewrite (the oracle reasoner on each text), <kind> + trained reasoner and reasoner trained on
-raw (stage-2 runs). The runs in eval.runs fill the rows their configs match; a row no run can
-fill says which run it needs. Table 2 (eval.rows, lit_verbrec/evaluation/systems.py): random,
-popularity and the lexical baselines. Both report Recall@1 overall and on discovery targets
-with bootstrap intervals, ValidRatio, the relative change in discovery Recall@1 against the
-template (paired bootstrap), and the compression ratio; then example texts side by side
-(Table 3). Prints Markdown; writes results.json and config.yaml into `out` (default
+rewrite (the oracle reasoner on each text); then the stage-2 reasoner untrained on the template
+and on the verbalized text, <kind> + trained reasoner and reasoner trained on raw (stage-2
+runs). The runs in eval.runs fill the rows their configs match; a row no run can fill says
+which run it needs. Table 2 (eval.rows, lit_verbrec/evaluation/systems.py): random, popularity
+and the lexical baselines. Both report Recall@1 overall and on discovery targets with bootstrap
+intervals, ValidRatio, the relative change in discovery Recall@1 against the template read by
+the same reasoner (paired bootstrap: the oracle's rows against the oracle on the template, the
+stage-2 rows against the untrained stage-2 reasoner on the template), and the compression
+ratio; then example texts side by side (Table 3). Prints Markdown; writes results.json and config.yaml into `out` (default
 runs/<run.name>/eval).
 """
 
@@ -27,7 +29,7 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import DataError
 from lit_verbrec.data.sources import read_prepared
-from lit_verbrec.evaluation.paper import ROWS, paper_rows
+from lit_verbrec.evaluation.paper import paper_rows
 from lit_verbrec.evaluation.systems import SYSTEMS
 from lit_verbrec.evaluation.table import evaluate_rows, markdown_table, score_rows
 from lit_verbrec.oracle.factory import make_oracle
@@ -41,11 +43,10 @@ def paper_table(cfg, examples, items, out: Path) -> dict:
     oracle = make_oracle(cfg.oracle, catalog, out / "oracle_cache")
     found = paper_rows(examples.to_pylist(), catalog, oracle, cfg.eval.runs, cfg.eval.zero_shot_max_new_tokens,
                        cfg.eval.engine, cfg.text)
-    names = [n for n in ROWS if n != "rewrite + trained reasoner"]
-    names.insert(4, next(n for n in [*found["preds"], *found["unavailable"]] if n.endswith("+ trained reasoner")))
     extra = {n: {"compression": c} for n, c in found["compression"].items()}
-    table = score_rows(examples, names, found["preds"], found["unavailable"], cfg.eval, cfg.run.seed, "template", extra)
-    table["reasoner"] = {"rows 1-4": f"oracle ({cfg.oracle.kind})", "rows 5-6": "the trained stage-2 reasoner"}
+    table = score_rows(examples, found["order"], found["preds"], found["unavailable"], cfg.eval, cfg.run.seed, "template",
+                       extra, found["references"])
+    table["reasoner"] = {"rows 1-4": f"oracle ({cfg.oracle.kind})", "rows 5-8": "the stage-2 reasoner, untrained or trained"}
     table["engines"] = found["engines"]
     table["examples"] = [{name: texts[i] for name, texts in found["texts"].items()}
                          for i in range(min(N_EXAMPLE_TEXTS, examples.num_rows))]

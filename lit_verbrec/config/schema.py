@@ -73,7 +73,7 @@ class TinyArchitecture:
     """0: full causal attention in every layer, as the real models. N > 0: every layer attends to the N
     most recent tokens only (Qwen3's sliding-window attention). A random-weight model attends about
     uniformly, so a decision's hidden state is an average over the whole history, where a pretrained
-    model can find the line it is about; a window keeps the line near (see README, learning demonstration)."""
+    model can find the line it is about; a window keeps the line near (docs/experiments.md, 2026-11-22)."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",

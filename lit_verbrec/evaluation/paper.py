@@ -4,10 +4,14 @@
     zero-shot                       ... on an untrained LLM's rewrite (the prompt has hand rules)
     action                          ... on a stage-1 action verbalizer's text
     rewrite                         ... on a stage-1 rewrite verbalizer's text
+    untrained reasoner on template  the stage-2 model before training, on the template
+    untrained reasoner on <kind> text  ... on the frozen verbalizer's text
     <kind> + trained reasoner       a stage-2 reasoner on its frozen verbalizer's text
     reasoner trained on raw         a stage-2 reasoner trained on the template (reasoner.input=template)
 
-Rows 1-4 share one reasoner (the configured oracle), rows 5-6 are trained reasoners. Which
+Rows 1-4 share one reasoner (the configured oracle) and are compared with its template row;
+rows 5-8 are the stage-2 reasoner, untrained or trained, and are compared with row 5 (the same
+model on the template before training), so that every Delta compares like with like. Which
 run fills which row is read from each run folder's config (`eval.runs`): a stage-1 adapter of
 verbalizer.kind=action fills `action`, and so on. A row no run can fill says which run it
 needs. Compression is tokens of the text the reasoner reads / tokens of the template, in the
@@ -35,8 +39,6 @@ from lit_verbrec.training.run import RunPaths, run_tokenizer
 from lit_verbrec.training.stages import stage2_texts
 from lit_verbrec.training.verbalizer import compression_ratio
 from lit_verbrec.training.verbalizers import RewriteVerbalizer
-
-ROWS = ("template", "zero-shot", "action", "rewrite", "rewrite + trained reasoner", "reasoner trained on raw")
 
 
 def _has_adapter(cfg: Config, stage: str) -> bool:
@@ -75,7 +77,8 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
                max_new_tokens: int = 256, engine: str = "as_trained", text: TextConfig | None = None) -> dict:
     """{"preds": {row: [N] indices}, "unavailable": {row: why}, "compression": {row: ratio},
     "texts": {row: [N] texts the reasoner read, where a verbalizer wrote them},
-    "engines": {row: hf | vllm, what served its model}}.
+    "engines": {row: hf | vllm, what served its model}, "order": [row names in table order],
+    "references": {stage-2 row: the row its Delta is taken against}}.
     `engine`: what serves the models (eval.engine: as_trained | hf | vllm); on vllm one engine in
     the process serves every row's adapter (lit_verbrec/training/inference.py).
     `text`: text.metadata's fields on the template lines (the raw row and the zero-shot input)."""
@@ -106,19 +109,37 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
         out["preds"][name] = _oracle_row(oracle, texts, examples)
         out["compression"][name] = _compression(tokenizer, texts, templates)
         out["texts"][name] = texts
-    stage2 = [n for n in runs if n.endswith("+ trained reasoner")] or ["rewrite + trained reasoner"]
-    for name in (stage2[0], "reasoner trained on raw"):
-        cfg = runs.get(name)
+    out["order"] = ["template", "zero-shot", "action", "rewrite"]
+    _stage2_rows(out, runs, examples, catalog, templates, engine)
+    return out
+
+
+def _stage2_rows(out: dict, runs: dict[str, Config], examples: list[dict], catalog: Catalog, templates: list[str],
+                 engine: str) -> None:
+    """The stage-2 reasoner's rows, each read by the reasoner it names: untrained on the template (the
+    reference of the four), untrained on the verbalized text, trained on it, trained on the template."""
+    trained = next((n for n in runs if n.endswith("+ trained reasoner")), "rewrite + trained reasoner")
+    kind = trained.split(" + ")[0]
+    verbalized, raw = runs.get(trained), runs.get("reasoner trained on raw")
+    base = verbalized or raw                      # the stage-2 model before training: either run holds it
+    rows = {"untrained reasoner on template": (base, False, "template"),
+            f"untrained reasoner on {kind} text": (verbalized, False, "verbalized"),
+            trained: (verbalized, True, "verbalized"), "reasoner trained on raw": (raw, True, "template")}
+    why = {"reasoner trained on raw": "needs a stage-2 run with reasoner.input=template in eval.runs"}
+    for name, (cfg, is_trained, reads) in rows.items():
+        out["order"].append(name)
+        out.setdefault("references", {})[name] = "untrained reasoner on template"
         if cfg is None:
-            out["unavailable"][name] = ("needs a stage-2 run with reasoner.input=template in eval.runs" if name.endswith("raw")
-                                        else "needs a stage-2 run (reasoner.input=verbalized) in eval.runs")
+            out["unavailable"][name] = why.get(name, "needs a stage-2 run (reasoner.input=verbalized) in eval.runs")
             continue
         paths = RunPaths.of(cfg)
         tokenizer = run_tokenizer(cfg, paths, examples, catalog)
-        texts, _ = stage2_texts(cfg, paths, examples, tokenizer, catalog, _engine(engine, cfg.verbalizer.grpo.engine))
-        ordered = [texts[e["example_id"]] for e in examples]
-        reasoner = trained_reasoner(cfg, paths, tokenizer, catalog, texts, _engine(engine, cfg.reasoner.grpo.engine))
+        if reads == "template":
+            texts = {e["example_id"]: t for e, t in zip(examples, templates)}
+        else:
+            texts, _ = stage2_texts(cfg, paths, examples, tokenizer, catalog, _engine(engine, cfg.verbalizer.grpo.engine))
+        reasoner = trained_reasoner(cfg, paths, tokenizer, catalog, texts, _engine(engine, cfg.reasoner.grpo.engine),
+                                    trained=is_trained)
         out["preds"][name] = reasoner.predict(examples).numpy()
         out["engines"][name] = engine_name(reasoner.engine)
-        out["compression"][name] = _compression(tokenizer, ordered, templates)
-    return out
+        out["compression"][name] = _compression(tokenizer, [texts[e["example_id"]] for e in examples], templates)

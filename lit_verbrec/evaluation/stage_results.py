@@ -61,9 +61,15 @@ def reasoner_results(cfg: Config) -> dict:
     test, catalog = load_examples(prepared_folder(cfg, paths), cfg.eval.split, cfg.train.eval_examples)
     tokenizer = run_tokenizer(cfg, paths, test, catalog)
     texts, info = stage2_texts(cfg, paths, test, tokenizer, catalog)   # served from the stage-2 cache
-    preds = trained_reasoner(cfg, paths, tokenizer, catalog, texts).predict(test).numpy()
-    return {"stage": "reasoner", "reasoner": f"trained reasoner on {cfg.reasoner.input} text", "split": cfg.eval.split,
-            "n": len(test), "texts": info, "rows": {f"trained reasoner ({cfg.reasoner.input})": _score(preds, test, cfg)}}
+    rows = {}
+    for name, trained in ((f"untrained reasoner ({cfg.reasoner.input})", False),
+                          (f"trained reasoner ({cfg.reasoner.input})", True)):
+        preds = trained_reasoner(cfg, paths, tokenizer, catalog, texts, trained=trained).predict(test).numpy()
+        rows[name] = _score(preds, test, cfg)
+    before, after = rows.values()
+    return {"stage": "reasoner", "reasoner": f"the stage-2 reasoner on {cfg.reasoner.input} text", "split": cfg.eval.split,
+            "n": len(test), "texts": info, "rows": rows, "input": cfg.reasoner.input,
+            "reasoner_learned": bool(after["discovery_low"] > before["discovery_high"])}
 
 
 def markdown(results: dict) -> str:
@@ -77,4 +83,7 @@ def markdown(results: dict) -> str:
     if "learned_beyond_intervals" in results:
         lines += ["", "Learned to filter (trained discovery interval above both template and keep-all+enrich-all): "
                   + ("**yes**" if results["learned_beyond_intervals"] else "**no**")]
+    if "reasoner_learned" in results:
+        lines += ["", f"Reasoner learned from the {results['input']} text (trained discovery interval above the "
+                  "untrained reasoner's): " + ("**yes**" if results["reasoner_learned"] else "**no**")]
     return "\n".join(lines)

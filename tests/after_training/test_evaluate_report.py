@@ -16,13 +16,21 @@ from finished_runs import run_tool  # noqa: E402
 pytestmark = pytest.mark.xdist_group("after_training")   # the finished tiny runs (conftest.py) are built once, on one pytest-xdist worker
 
 
-def test_six_rows_from_two_runs(qlora_run, rewrite_run, tmp_path):
+def test_eight_rows_from_two_runs_each_against_its_own_readers_template(qlora_run, rewrite_run, tmp_path):
     result = run_tool("evaluate.py", f"data.prepared={qlora_run / 'data'}", f"eval.runs=[{qlora_run},{rewrite_run}]",
                       "eval.max_examples=24", "eval.bootstrap=100", "eval.zero_shot_max_new_tokens=8", f"out={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     paper = json.loads((tmp_path / "results.json").read_text())["paper"]
-    assert list(paper["rows"]) == ["template", "zero-shot", "action", "rewrite", "action + trained reasoner",
-                                   "reasoner trained on raw"]
+    stage2 = ["untrained reasoner on template", "untrained reasoner on action text", "action + trained reasoner",
+              "reasoner trained on raw"]
+    assert list(paper["rows"]) == ["template", "zero-shot", "action", "rewrite", *stage2]
+    # like for like: the oracle's rows against the oracle on the template, the stage-2 reasoner's
+    # against the same model on the template before training
+    assert paper["references"] == {**{n: "template" for n in ("template", "zero-shot", "action", "rewrite")},
+                                   **{n: "untrained reasoner on template" for n in stage2}}
+    assert {paper["rows"][n]["vs_reference_discovery"]["against"] for n in stage2} == {"untrained reasoner on template"}
+    own = paper["rows"]["untrained reasoner on template"]["vs_reference_discovery"]
+    assert own["delta_pct"] in (0.0, None)                                   # itself (None: it found no discovery target)
     for name, row in paper["rows"].items():
         assert "unavailable" not in row, name
         assert row["recall_low"] <= row["recall"] <= row["recall_high"] and 0 <= row["valid_ratio"] <= 1
@@ -30,6 +38,7 @@ def test_six_rows_from_two_runs(qlora_run, rewrite_run, tmp_path):
     assert paper["rows"]["reasoner trained on raw"]["compression"] == 1.0     # it reads the template
     assert set(paper["examples"][0]) == {"template", "zero-shot", "action", "rewrite"}
     assert "## Table 1" in result.stdout and "| action + trained reasoner |" in result.stdout
+    assert "vs the same reasoner on the template" in result.stdout
 
 
 def test_report_renders_plots_and_tables(qlora_run, tmp_path):

@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("vllm_run")   # both tests share the finished run: one worker builds it once
-VLLM = ["engine=vllm", "vllm_kv_cache_mib=32", "vllm_max_model_len=512", "prompts_per_step=2", "group_size=4", "max_steps=2"]
+VLLM = ["engine=vllm", "vllm_kv_cache_mib=32", "vllm_max_model_len=1024", "prompts_per_step=2", "group_size=4", "max_steps=2"]
 RUN = ["stage=both", "cluster=local", "size=tiny", "train.devices=2",
        "data.synthetic.users=40", "data.synthetic.interactions_per_user=30", "data.synthetic.movies=200",
        "data.synthetic.series=20", "data.examples.history_len=8",
@@ -92,7 +92,8 @@ def test_evaluation_and_prediction_serve_every_model_from_one_vllm_engine(vllm_r
                                            "eval.engine=vllm", "eval.max_examples=6", "eval.rows=[random]",
                                            "eval.reference=random", "eval.bootstrap=100", f"out={tmp_path / 'eval'}"]) == 0
         paper = json.loads((tmp_path / "eval" / "results.json").read_text())["paper"]
-        assert paper["engines"] == {"zero-shot": "vllm", "rewrite": "vllm", "rewrite + trained reasoner": "vllm"}
+        assert paper["engines"] == {name: "vllm" for name in ("zero-shot", "rewrite", "untrained reasoner on template",
+                                                              "untrained reasoner on rewrite text", "rewrite + trained reasoner")}
         assert {"zero-shot", "rewrite", "rewrite + trained reasoner"} <= set(paper["rows"])
 
         predict = load_tool("predict").main
