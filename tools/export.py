@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from transformers import AutoTokenizer
 
 from lit_verbrec.config.cli import run_folder
 from lit_verbrec.config.compose import ConfigError, compose_run
+from lit_verbrec.config.schema import stage_size
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.export.distill import distillation_rows, write_distillation
@@ -95,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             card = model_card(cfg, stage, stage_metrics(run, stage))
             summary["adapter_export"] = str(export_adapter(adapter, out / "adapter", card))
         if "merged" in cfg.export.what:
-            summary["merged"] = export_merged(cfg, adapter, tokenizer, out / "merged",
+            # the stage's own model settings (a tiny reasoner may have its own attention window)
+            stage_cfg = replace(cfg, size=stage_size(cfg, stage))
+            summary["merged"] = export_merged(stage_cfg, adapter, tokenizer, out / "merged",
                                               check_ids(cfg, tokenizer)) | {"folder": str(out / "merged")}
         if "distillation" in cfg.export.what:
             if stage != "verbalizer":

@@ -10,7 +10,7 @@ cluster sections).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lit_verbrec.config.checks import EVENT_TYPES, choice, require
 from lit_verbrec.config.cluster_schema import GPU_MODELS, ClusterConfig, StageResources
@@ -239,8 +239,22 @@ class Config:
     """Output folder of the tool; empty: `<run.root>/<run.name>/<tool>`."""
 
     def __post_init__(self) -> None:
+        # vLLM serves both stages of a tiny run from one saved base (the verbalizer's config.json): a
+        # reasoner trained with another attention window would sample from a model it is not.
+        require(stage_size(self, "reasoner") == self.size or self.reasoner.grpo.engine == "hf",
+                "reasoner.tiny_sliding_window", "differs from size.tiny.sliding_window: train the reasoner with "
+                "reasoner.grpo.engine=hf, or set it to -1 for vLLM (one base serves both stages)")
         # The action verbalizer's decisions are which lines to keep and which to enrich with metadata:
         # a template that already carries metadata on every line would leave it nothing to decide.
         require(not (self.text.metadata and self.verbalizer.kind == "action"), "text.metadata",
                 "adds fields to every template line; with verbalizer.kind=action the verbalizer chooses "
                 "per line what to enrich: leave text.metadata empty (or use verbalizer.kind=rewrite)")
+
+
+def stage_size(cfg: Config, stage: str) -> SizeConfig:
+    """The model settings of `stage` (verbalizer | reasoner): size, with the tiny reasoner's own
+    attention window when reasoner.tiny_sliding_window is set (the weights are the same)."""
+    window = cfg.reasoner.tiny_sliding_window
+    if stage == "verbalizer" or cfg.size.name != "tiny" or window < 0 or window == cfg.size.tiny.sliding_window:
+        return cfg.size
+    return replace(cfg.size, tiny=replace(cfg.size.tiny, sliding_window=window))

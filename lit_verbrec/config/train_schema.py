@@ -163,10 +163,16 @@ class ReasonerConfig:
     parsed; any instruction-following LLM) or choice (candidates are labelled A, B, ... and the reply
     is `Answer: ` plus one letter sampled among the candidates' labels: always valid, one decision per
     sample; for models that cannot yet follow the format, such as the tiny random-weight one)."""
+    tiny_sliding_window: int = -1
+    """size=tiny only: the reasoner model's attention window (0: full attention); -1: the verbalizer's,
+    size.tiny.sliding_window. The reasoner's answer follows a fixed ~40-token tail (instruction, chat
+    markers, `Answer: `): within a 16-token window it cannot see the history or the candidates, and
+    its answer is the same for every prompt (docs/experiments.md, 2026-12-03)."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=64))
     """GRPO settings of stage 2 (reward +1 correct, -1 wrong or invalid)."""
 
     def __post_init__(self) -> None:
+        require(self.tiny_sliding_window >= -1, "reasoner.tiny_sliding_window", "must be -1 (the verbalizer's), 0 or a window")
         choice(self.input, "reasoner.input", ("verbalized", "template"))
         choice(self.answer, "reasoner.answer", ("free", "choice"))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from lit_verbrec.config.schema import Config
+from lit_verbrec.config.schema import Config, stage_size
 from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.models.loading import load_adapter, load_base_model, save_dequantized_base
 from lit_verbrec.rollout.hf import HFEngine
@@ -92,13 +92,15 @@ def inference_grpo(cfg: Config):
                                                    second.vllm_gpu_memory_utilization))
 
 
-def frozen_engine(cfg: Config, paths: RunPaths, grpo, tokenizer, adapter: Path | None, engine: str):
-    """(engine, model) serving `adapter` (None: the base) greedily; model is None on vllm, whose
-    engine settings come from both stages (`inference_grpo`), not from `grpo`."""
+def frozen_engine(cfg: Config, paths: RunPaths, grpo, tokenizer, adapter: Path | None, engine: str,
+                  stage: str = "verbalizer"):
+    """(engine, model) serving `adapter` (None: the base) greedily, with `stage`'s model settings;
+    model is None on vllm, whose engine settings come from both stages (`inference_grpo`), not from
+    `grpo`."""
     if engine == "vllm":
         base = vllm_base(cfg, paths, tokenizer)
         return FrozenVLLMEngine(base, tokenizer, cfg.size, inference_grpo(cfg), cfg.run.seed, adapter), None
-    model = load_base_model(cfg.size, tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner"))
+    model = load_base_model(stage_size(cfg, stage), tokenizer, seed=cfg.run.seed, workdir=paths.stage("reasoner"))
     if adapter is not None:
         model = load_adapter(model, adapter)
     model.eval()
@@ -151,6 +153,10 @@ def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: di
     adapter = _adapter(paths.stage("reasoner"), "stage-2") if trained else None
     grpo = cfg.reasoner.grpo
     name = "hf" if cfg.reasoner.answer == "choice" else engine or grpo.engine
-    served, model = frozen_engine(cfg, paths, grpo, tokenizer, adapter, name)
+    if name == "vllm" and stage_size(cfg, "reasoner") != cfg.size:
+        raise ValueError(f"engine=vllm cannot serve this reasoner: it has its own attention window "
+                         f"(reasoner.tiny_sliding_window={cfg.reasoner.tiny_sliding_window}) and vLLM serves the "
+                         f"verbalizer's base; use engine=hf")
+    served, model = frozen_engine(cfg, paths, grpo, tokenizer, adapter, name, stage="reasoner")
     return ReasonerGRPO(model, tokenizer, served, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags,
                         cfg.reasoner.answer, cfg.data.examples.num_candidates, batch_size=inference_batch(served))

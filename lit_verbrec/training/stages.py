@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_verbrec.config.schema import Config
+from lit_verbrec.config.schema import Config, stage_size
 from lit_verbrec.models.loading import load_policy
 from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.rollout.engines import make_engine
@@ -41,8 +41,9 @@ VLLM_CACHE_CHUNK = 1024
 
 
 def stage_policy(cfg: Config, grpo, tokenizer, stage_dir):
-    """A fresh trainable policy (base + LoRA); gradient checkpointing only where it pays (GPU)."""
-    return load_policy(cfg.size, tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
+    """A fresh trainable policy (base + LoRA) of the stage `stage_dir` is for; gradient checkpointing
+    only where it pays (GPU)."""
+    return load_policy(stage_size(cfg, stage_dir.name), tokenizer, gradient_checkpointing=grpo.gradient_checkpointing and torch.cuda.is_available(),
                        seed=cfg.run.seed, workdir=stage_dir)
 
 
