@@ -125,7 +125,8 @@ def _stage2_rows(out: dict, runs: dict[str, Config], examples: list[dict], catal
     rows = {"untrained reasoner on template": (base, False, "template"),
             f"untrained reasoner on {kind} text": (verbalized, False, "verbalized"),
             trained: (verbalized, True, "verbalized"), "reasoner trained on raw": (raw, True, "template")}
-    why = {"reasoner trained on raw": "needs a stage-2 run with reasoner.input=template in eval.runs"}
+    why = {"reasoner trained on raw": "needs a stage-2 run with reasoner.input=template in eval.runs",
+           "untrained reasoner on template": "needs a stage-2 run in eval.runs (its model, before training)"}
     for name, (cfg, is_trained, reads) in rows.items():
         out["order"].append(name)
         out.setdefault("references", {})[name] = "untrained reasoner on template"
