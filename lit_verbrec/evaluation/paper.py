@@ -27,7 +27,6 @@ from lit_verbrec.config.data_schema import TextConfig
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
-from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.inference import (
     engine_name,
     frozen_engine,
@@ -38,7 +37,7 @@ from lit_verbrec.training.inference import (
 from lit_verbrec.training.run import RunPaths, run_tokenizer
 from lit_verbrec.training.stages import stage2_texts
 from lit_verbrec.training.verbalizer import compression_ratio
-from lit_verbrec.training.verbalizers import RewriteVerbalizer
+from lit_verbrec.training.verbalizers import RewriteVerbalizer, TemplateVerbalizer
 
 
 def _has_adapter(cfg: Config, stage: str) -> bool:
@@ -84,7 +83,7 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
     `text`: text.metadata's fields on the template lines (the raw row and the zero-shot input)."""
     text = text or TextConfig()
     runs = assign_runs(folders)
-    templates = [verbalize_template(e["history"], catalog, text.metadata, text.max_tags) for e in examples]
+    templates = TemplateVerbalizer(catalog, text.max_tags, text.metadata).verbalize(examples)
     out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
                  "compression": {"template": 1.0}, "texts": {"template": templates}, "engines": {}}
     first = next(iter(runs.values()), None)
@@ -127,9 +126,9 @@ def _stage2_rows(out: dict, runs: dict[str, Config], examples: list[dict], catal
             trained: (verbalized, True, "verbalized"), "reasoner trained on raw": (raw, True, "template")}
     why = {"reasoner trained on raw": "needs a stage-2 run with reasoner.input=template in eval.runs",
            "untrained reasoner on template": "needs a stage-2 run in eval.runs (its model, before training)"}
+    out["references"] = dict.fromkeys(rows, "untrained reasoner on template")
     for name, (cfg, is_trained, reads) in rows.items():
         out["order"].append(name)
-        out.setdefault("references", {})[name] = "untrained reasoner on template"
         if cfg is None:
             out["unavailable"][name] = why.get(name, "needs a stage-2 run (reasoner.input=verbalized) in eval.runs")
             continue

@@ -26,7 +26,6 @@ from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.oracle.factory import make_oracle
-from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.inference import (
     engine_name,
     frozen_verbalizer,
@@ -34,6 +33,7 @@ from lit_verbrec.training.inference import (
     trained_reasoner,
 )
 from lit_verbrec.training.run import RunPaths, best_adapter, prepared_folder, run_tokenizer
+from lit_verbrec.training.verbalizers import TemplateVerbalizer
 
 COLUMNS = {
     "example_id": "the example's id in the input",
@@ -59,7 +59,8 @@ class Predictor:
 
     def __init__(self, cfg: Config, paths: RunPaths, catalog: Catalog, sample: list[dict], out: Path) -> None:
         tokenizer = run_tokenizer(cfg, paths, sample, catalog)
-        self.catalog, self.metadata, self.max_tags = catalog, cfg.text.metadata, cfg.text.max_tags
+        self.catalog = catalog
+        self.template = TemplateVerbalizer(catalog, cfg.text.max_tags, cfg.text.metadata)   # without a verbalizer
         self.verbalizer = None
         if _uses_verbalizer(cfg, paths):
             self.verbalizer, _ = frozen_verbalizer(cfg, paths, tokenizer, catalog,
@@ -75,7 +76,7 @@ class Predictor:
 
     def texts(self, examples: list[dict]) -> list[str]:
         if self.verbalizer is None:
-            return [verbalize_template(e["history"], self.catalog, self.metadata, self.max_tags) for e in examples]
+            return self.template.verbalize(examples)
         return self.verbalizer.verbalize(examples)
 
     def answers(self, examples: list[dict], texts: list[str]) -> list[int]:

@@ -16,6 +16,7 @@ from lit_verbrec.evaluation.metrics import relative_change, summarize
 from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.text.template import METADATA_FIELDS, verbalize_template
 from lit_verbrec.training.run import RunPaths, load_examples, prepared_folder, run_tokenizer
+from lit_verbrec.training.verbalizers import TemplateVerbalizer
 
 
 def _score(preds: np.ndarray, examples: list[dict], cfg: Config) -> dict:
@@ -33,7 +34,7 @@ def verbalizer_results(cfg: Config) -> dict:
     oracle = make_oracle(cfg.oracle, catalog, paths.oracle_cache(cfg))
     verbalizer, key = frozen_verbalizer(cfg, paths, tokenizer, catalog)
     texts = {
-        "template": [verbalize_template(e["history"], catalog, cfg.text.metadata, cfg.text.max_tags) for e in test],
+        "template": TemplateVerbalizer(catalog, cfg.text.max_tags, cfg.text.metadata).verbalize(test),
         "keep all + enrich all": [verbalize_template(e["history"], catalog, METADATA_FIELDS, cfg.text.max_tags) for e in test],
         f"trained {verbalizer.kind} verbalizer": verbalizer.verbalize(test),
     }

@@ -83,15 +83,12 @@ def _pct(value, low, high) -> str:
     return f"{100 * value:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
-def _against(results: dict) -> str:
-    kinds = set(results.get("references", {}).values())
-    return results["reference"] if len(kinds) <= 1 else "the same reasoner on the template"
-
-
 def markdown_table(results: dict, cfg: EvalConfig) -> str:
     level = f"{cfg.confidence:.0%}"
+    per_row = len(set(results.get("references", {}).values())) > 1     # rows read by different reasoners
+    against = "the same reasoner on the template" if per_row else results["reference"]
     head = (f"| System | Recall@1 % ({level} CI) | Discovery Recall@1 % ({level} CI) "
-            f"| Δ% discovery vs {_against(results)} ({level} CI) | ValidRatio | Compression |")
+            f"| Δ% discovery vs {against} ({level} CI) | ValidRatio | Compression |")
     lines = [f"Split {', '.join(results['split']) if isinstance(results['split'], list) else results['split']}: "
              f"{results['n']:,} examples, {results['n_discovery']:,} discovery targets", "", head,
              "|" + "---|" * 6]
@@ -101,7 +98,7 @@ def markdown_table(results: dict, cfg: EvalConfig) -> str:
             continue
         d = r["vs_reference_discovery"] if "vs_reference_discovery" in r else None
         delta = "n/a" if d is None or d["delta_pct"] is None else f"{d['delta_pct']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
-        if d is not None and len(set(results.get("references", {}).values())) > 1:
+        if d is not None and per_row:
             delta += f" vs {d['against']}"
         compression = f"{r['compression']:.2f}" if r.get("compression") is not None else "n/a"
         lines.append(f"| {name} | {_pct(r['recall'], r['recall_low'], r['recall_high'])} "

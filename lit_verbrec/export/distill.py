@@ -32,9 +32,9 @@ from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle
 from lit_verbrec.rl.rewards import verbalizer_reward
-from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.text.verbalizer_prompts import verbalizer_messages
 from lit_verbrec.training.verbalizer import compression_ratio
+from lit_verbrec.training.verbalizers import TemplateVerbalizer
 
 FIELDS = ("example_id", "user", "split", "messages", "reward", "correct", "compression", "target", "candidates",
           "verbalizer", "adapter_hash")
@@ -48,9 +48,8 @@ def distillation_rows(cfg: Config, texts: dict[str, str], examples: list[dict], 
     """Rows for the cached `texts` (example_id -> verbalization) of `examples`, scored by `oracle`."""
     cached = [e for e in examples if e["example_id"] in texts]
     verbalized = [texts[e["example_id"]] for e in cached]
-    # the verbalizer's input: an action verbalizer's plain template, a rewrite's with text.metadata
-    metadata = cfg.text.metadata if kind != "action" else ()
-    template = [verbalize_template(e["history"], catalog, metadata, cfg.text.max_tags) for e in cached]
+    # the verbalizer's input (text.metadata is empty for an action verbalizer: the config refuses it)
+    template = TemplateVerbalizer(catalog, cfg.text.max_tags, cfg.text.metadata).verbalize(cached)
     choices: list[int | None] = []
     # in chunks, for the bar: an endpoint oracle answers thousands of rows in minutes
     with progress(len(cached), "distillation: oracle", unit="examples") as bar:

@@ -104,7 +104,7 @@ class RewriteVerbalizer:
         # (1024 tokens of a ~4k-token 100-line template: ratio <= 0.25 < length_low 0.3), and beyond
         # reward.length_zero_high the length reward is 0 anyway.
         self.length_cap = length_cap
-        self.metadata, self.max_tags = tuple(metadata), max_tags   # text.metadata: the fields its input lines carry
+        self.raw = TemplateVerbalizer(catalog, max_tags, metadata)   # its input: text.metadata's fields on each line
         self.kind, self.max_new_tokens = kind, max_new_tokens
         self.batch_size = batch_size   # examples per `verbalize` sampling call; 0: all at once (vLLM)
         self.decision_ids = None
@@ -115,7 +115,7 @@ class RewriteVerbalizer:
 
     def template(self, history: list[dict]) -> str:
         """Its input: the raw template with text.metadata's fields (the paper's raw format has year and plot)."""
-        return verbalize_template(history, self.catalog, self.metadata, self.max_tags)
+        return self.raw.template(history)
 
     def completion_budget(self, examples: list[dict], max_new_tokens: int) -> int:
         """Most tokens a completion of `examples` may have: `max_new_tokens`, or below it
