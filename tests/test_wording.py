@@ -1,6 +1,7 @@
-"""No project file speaks of how, when or by whom it was built ("session 3", "this session").
-
-The synthetic log's *viewing* sessions are data, not history: `viewing session(s)` is allowed.
+"""No project file speaks of how, when or by whom it was built: a numbered or "this" working
+sitting (HISTORY below). The synthetic log's *viewing* sessions are data, not history:
+`viewing session(s)` is allowed. This file passes its own check: its planted lines are built from a
+template, so it needs no exemption.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def history_lines(files: list[Path]) -> list[str]:
 
 def tracked_files() -> list[Path]:
     names = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
-    return [ROOT / name for name in names if name != "tests/test_wording.py"]
+    return [ROOT / name for name in names]
 
 
 def test_no_project_file_speaks_of_its_making():
@@ -39,8 +40,9 @@ def test_no_project_file_speaks_of_its_making():
 
 
 def test_the_check_catches_history_and_spares_viewing_sessions(tmp_path):
+    lines = [line.format(s="session") for line in (
+        "Measured in {s} 3.", "A user's viewing {s} 4 ends.", "This {s} added it.",
+        "Recovered from a killed {s}'s state.", "viewing {s}s per user: 3")]
     planted = tmp_path / "notes.md"
-    planted.write_text("Measured in session 3.\nA user's viewing session 4 ends.\nThis session added it.\n"
-                       "Recovered from a killed session's state.\nviewing sessions per user: 3\n")
-    assert [line.split(": ", 1)[1] for line in history_lines([planted])] == [
-        "Measured in session 3.", "This session added it.", "Recovered from a killed session's state."]
+    planted.write_text("\n".join(lines) + "\n")
+    assert [line.split(": ", 1)[1] for line in history_lines([planted])] == [lines[0], lines[2], lines[3]]
