@@ -26,11 +26,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	touch $@
 
-# The main job: both stages on the embedded default (synthetic log, tiny model, this CPU),
-# then the paper's table and the baselines on the same prepared data, and the run's HTML report.
+# The main job: both stages on the embedded default (synthetic log, tiny model, this CPU), stage 2
+# again on the raw template, then the paper's table and the baselines on the same prepared data, and the run's HTML report.
+# $(RUN)-raw: the same stage 2 trained on the raw template (the paper's "raw vs verbalized" comparison).
 run: setup
 	$(BIN)/python tools/submit.py stage=both size=tiny cluster=local run.root=$(dir $(RUN)) run.name=$(notdir $(RUN))
-	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data eval.runs=[$(RUN)] out=$(RUN)/eval
+	$(BIN)/python tools/submit.py stage=reasoner reasoner.input=template size=tiny cluster=local data.prepared=$(RUN)/data \
+		run.root=$(dir $(RUN)) run.name=$(notdir $(RUN))-raw
+	$(BIN)/python tools/evaluate.py data.prepared=$(RUN)/data eval.runs=[$(RUN),$(RUN)-raw] out=$(RUN)/eval
 	$(BIN)/python tools/report.py run=$(RUN)
 
 test: setup

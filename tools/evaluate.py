@@ -29,7 +29,7 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import DataError
 from lit_verbrec.data.sources import read_prepared
-from lit_verbrec.evaluation.paper import paper_rows
+from lit_verbrec.evaluation.paper import ordering_line, paper_rows, stage2_ordering
 from lit_verbrec.evaluation.systems import SYSTEMS
 from lit_verbrec.evaluation.table import evaluate_rows, markdown_table, score_rows
 from lit_verbrec.oracle.factory import make_oracle
@@ -50,6 +50,7 @@ def paper_table(cfg, examples, items, out: Path) -> dict:
     table["engines"] = found["engines"]
     table["examples"] = [{name: texts[i] for name, texts in found["texts"].items()}
                          for i in range(min(N_EXAMPLE_TEXTS, examples.num_rows))]
+    table["stage2_ordering"] = stage2_ordering(table["rows"])
     return table
 
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     paper = paper_table(cfg, examples, items, out)
     baselines = evaluate_rows(examples, items, cfg.eval, cfg.run.seed)
-    print("## Table 1: the paper's configurations\n\n" + markdown_table(paper, cfg.eval)
+    ordering = "" if paper["stage2_ordering"] is None else "\n\n" + ordering_line(paper["stage2_ordering"])
+    print("## Table 1: the paper's configurations\n\n" + markdown_table(paper, cfg.eval) + ordering
           + "\n\n## Table 2: baselines\n\n" + markdown_table(baselines, cfg.eval)
           + "\n\n## Table 3: example texts\n\n" + example_texts(paper["examples"]))
     results = {"paper": paper, "baselines": baselines}

@@ -159,9 +159,18 @@ class TextConfig:
     max_tags: int = 3
     """At most this many tags per item in any text."""
     candidate_metadata: bool = True
-    """Show year and genres next to each numbered candidate in the reasoner prompt."""
+    """Show year, genres and plot tags next to each labelled candidate in the reasoner prompt."""
+    candidate_tags: int = -1
+    """At most this many plot tags per candidate line of the reasoner prompt; -1: max_tags. The oracle's
+    prompt keeps max_tags."""
+
+    @property
+    def reasoner_candidate_tags(self) -> int:
+        """The plot tags a reasoner-prompt candidate line shows."""
+        return self.max_tags if self.candidate_tags < 0 else self.candidate_tags
 
     def __post_init__(self) -> None:
         for name in self.metadata:
             choice(name, "text.metadata", ("year", "genres", "tags"))
         require(self.max_tags >= 0, "text.max_tags", "must be >= 0")
+        require(self.candidate_tags >= -1, "text.candidate_tags", "must be -1 (text.max_tags) or >= 0")

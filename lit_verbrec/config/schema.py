@@ -74,12 +74,18 @@ class TinyArchitecture:
     most recent tokens only (Qwen3's sliding-window attention). A random-weight model attends about
     uniformly, so a decision's hidden state is an average over the whole history, where a pretrained
     model can find the line it is about; a window keeps the line near (docs/experiments.md, 2026-11-22)."""
+    global_layers: int = 0
+    """With a sliding window: the last N layers attend to the whole sequence (Qwen3's per-layer
+    `layer_types`), so a line is first read on its own and then compared with everything before it;
+    0: every layer slides."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
                      "intermediate_size", "initializer_range"):
             require(getattr(self, name) > 0, f"size.tiny.{name}", "must be positive")
         require(self.sliding_window >= 0, "size.tiny.sliding_window", "must be >= 0 (0: off)")
+        require(0 <= self.global_layers <= self.num_hidden_layers, "size.tiny.global_layers",
+                f"must be in [0, num_hidden_layers={self.num_hidden_layers}]")
         require(self.num_attention_heads % self.num_key_value_heads == 0, "size.tiny.num_key_value_heads",
                  "must divide size.tiny.num_attention_heads")
 
@@ -242,8 +248,13 @@ class Config:
         # vLLM serves both stages of a tiny run from one saved base (the verbalizer's config.json): a
         # reasoner trained with another attention window would sample from a model it is not.
         require(stage_size(self, "reasoner") == self.size or self.reasoner.grpo.engine == "hf",
-                "reasoner.tiny_sliding_window", "differs from size.tiny.sliding_window: train the reasoner with "
-                "reasoner.grpo.engine=hf, or set it to -1 for vLLM (one base serves both stages)")
+                "reasoner.tiny_sliding_window", "(or reasoner.tiny_global_layers) gives the reasoner other attention "
+                "than size.tiny's: train it with reasoner.grpo.engine=hf, or set both to -1 for vLLM (one base "
+                "serves both stages)")
+        # The choice and listwise reasoners read the policy's own logits and hidden states (training/reasoner.py).
+        require(self.reasoner.answer == "free" or self.reasoner.grpo.engine == "hf", "reasoner.grpo.engine",
+                f"must be hf with reasoner.answer={self.reasoner.answer}: it samples from the trained model's own "
+                "scores; vLLM serves reasoner.answer=free")
         # The action verbalizer's decisions are which lines to keep and which to enrich with metadata:
         # a template that already carries metadata on every line would leave it nothing to decide.
         require(not (self.text.metadata and self.verbalizer.kind == "action"), "text.metadata",
@@ -253,8 +264,11 @@ class Config:
 
 def stage_size(cfg: Config, stage: str) -> SizeConfig:
     """The model settings of `stage` (verbalizer | reasoner): size, with the tiny reasoner's own
-    attention window when reasoner.tiny_sliding_window is set (the weights are the same)."""
-    window = cfg.reasoner.tiny_sliding_window
-    if stage == "verbalizer" or cfg.size.name != "tiny" or window < 0 or window == cfg.size.tiny.sliding_window:
+    attention (reasoner.tiny_sliding_window, reasoner.tiny_global_layers; -1 keeps size.tiny's).
+    The weights are the same: only which tokens each layer sees differs."""
+    own = {"sliding_window": cfg.reasoner.tiny_sliding_window, "global_layers": cfg.reasoner.tiny_global_layers}
+    own = {key: value for key, value in own.items() if value >= 0}
+    if stage == "verbalizer" or cfg.size.name != "tiny" or not own:
         return cfg.size
-    return replace(cfg.size, tiny=replace(cfg.size.tiny, sliding_window=window))
+    tiny = replace(cfg.size.tiny, **own)
+    return cfg.size if tiny == cfg.size.tiny else replace(cfg.size, tiny=tiny)

@@ -168,13 +168,17 @@ class ReasonerConfig:
     size.tiny.sliding_window. The reasoner's answer follows a fixed ~40-token tail (instruction, chat
     markers, `Answer: `): within a 16-token window it cannot see the history or the candidates, and
     its answer is the same for every prompt (docs/experiments.md, 2026-12-03)."""
+    tiny_global_layers: int = -1
+    """size=tiny only: how many of the reasoner model's last layers attend to everything while the others
+    keep the window (size.tiny.global_layers); -1: size.tiny's."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(max_new_tokens=64))
     """GRPO settings of stage 2 (reward +1 correct, -1 wrong or invalid)."""
 
     def __post_init__(self) -> None:
         require(self.tiny_sliding_window >= -1, "reasoner.tiny_sliding_window", "must be -1 (the verbalizer's), 0 or a window")
+        require(self.tiny_global_layers >= -1, "reasoner.tiny_global_layers", "must be -1 (size.tiny's) or >= 0")
         choice(self.input, "reasoner.input", ("verbalized", "template"))
-        choice(self.answer, "reasoner.answer", ("free", "choice"))
+        choice(self.answer, "reasoner.answer", ("free", "choice", "listwise"))
 
 
 @dataclass

@@ -143,3 +143,31 @@ def _stage2_rows(out: dict, runs: dict[str, Config], examples: list[dict], catal
         out["preds"][name] = reasoner.predict(examples).numpy()
         out["engines"][name] = engine_name(reasoner.engine)
         out["compression"][name] = _compression(tokenizer, [texts[e["example_id"]] for e in examples], templates)
+
+
+def stage2_ordering(rows: dict[str, dict]) -> dict | None:
+    """The paper's stage-2 ordering on discovery Recall@1 (its Table 2, "raw vs verbalized"): the reasoner
+    trained on the verbalized text above, outside the intervals, both the same reasoner untrained on
+    that text and a reasoner trained the same way on the raw template. None until all three rows are
+    scored (Table 1's rows, as written by `score_rows`)."""
+    trained = next((n for n in rows if n.endswith("+ trained reasoner")), None)
+    if trained is None:
+        return None
+    kind = trained.split(" + ")[0]
+    names = {"trained": trained, "untrained": f"untrained reasoner on {kind} text", "raw": "reasoner trained on raw"}
+    if any(name not in rows or "unavailable" in rows[name] for name in names.values()):
+        return None
+    low = rows[trained]["discovery_low"]
+    holds = low > rows[names["untrained"]]["discovery_high"] and low > rows[names["raw"]]["discovery_high"]
+    return {"holds": bool(holds), "rows": names,
+            "discovery": {key: [rows[name][k] for k in ("discovery_recall", "discovery_low", "discovery_high")]
+                          for key, name in names.items()}}
+
+
+def ordering_line(ordering: dict) -> str:
+    """`Reasoner learned from the verbalized text (...intervals...): **yes**` (or **no**)."""
+    d = {key: "{:.1f} [{:.1f}, {:.1f}]".format(*(100 * v for v in values)) for key, values in ordering["discovery"].items()}
+    return (f"Reasoner learned from the verbalized text (discovery Recall@1 % trained {d['trained']}, above both the "
+            f"untrained reasoner on that text {d['untrained']} and the reasoner trained on the raw template "
+            f"{d['raw']}): " + ("**yes**" if ordering["holds"] else "**no**"))
+

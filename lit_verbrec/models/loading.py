@@ -86,7 +86,10 @@ def tiny_config(size: SizeConfig, vocab_size: int) -> Qwen3Config:
         attention_dropout=0.0,
         use_sliding_window=tiny.sliding_window > 0,
         sliding_window=tiny.sliding_window or None,
-        max_window_layers=0,                      # with a window: every layer slides
+        max_window_layers=0,
+        # with a window, the first layers slide and the last `global_layers` see everything
+        layer_types=(["sliding_attention"] * (tiny.num_hidden_layers - tiny.global_layers)
+                     + ["full_attention"] * tiny.global_layers) if tiny.sliding_window > 0 else None,
         tie_word_embeddings=False,
         use_cache=True,
         dtype="float32",

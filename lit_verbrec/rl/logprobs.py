@@ -213,7 +213,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     targets = completion_ids if target_ids is None else target_ids.to(completion_ids.device)
     inverse = None
     if input_groups is not None:
-        inverse, first = _group_index(input_groups)                              # [N] row -> distinct input, [U]
+        inverse, first = group_index(input_groups)                              # [N] row -> distinct input, [U]
         prompt_ids, prompt_mask = prompt_ids[first], prompt_mask[first]
         completion_ids, completion_mask = completion_ids[first], completion_mask[first]
         inverse = inverse.to(completion_ids.device)
@@ -234,7 +234,7 @@ def completion_logprobs(model: torch.nn.Module, prompt_ids: torch.Tensor, prompt
     return _score(hidden, weight, targets, temperature, chunk, with_entropy, allowed_ids, inverse, allowed_mask)
 
 
-def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(inverse [N]: each row's distinct group 0..U-1, first [U]: the first row of each group)."""
     _, inverse = torch.unique(groups, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1,), len(inverse), dtype=torch.long)
@@ -244,7 +244,7 @@ def _group_index(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _shared_prompt_hidden(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask,
                           prompt_groups: torch.Tensor) -> torch.Tensor:
     """[N, C, H] final hidden states predicting each completion token, each distinct prompt encoded once."""
-    inverse, first = _group_index(prompt_groups)                                 # [N] row -> distinct prompt, [U]
+    inverse, first = group_index(prompt_groups)                                 # [N] row -> distinct prompt, [U]
     inverse = inverse.to(prompt_ids.device)
     p_mask = prompt_mask[first]                                                  # [U, P]
     prompt = decoder(input_ids=prompt_ids[first], attention_mask=p_mask,

@@ -79,4 +79,5 @@ def take(rollout: Rollout, part: MicroBatch) -> Rollout:
                    **{name: rows(name, slice(0, part.completion_to)) for name in COMPLETION_COLUMNS},  # [n, C']
                    group=rows("group"), rewards=rows("rewards"), advantages=rows("advantages"),        # [n]
                    allowed_mask=rows("allowed_mask"),                                                  # [n, K]
+                   score_offsets=rows("score_offsets"),     # [n, K]: counted from the right, so cutting left columns keeps them
                    texts=[rollout.texts[i] for i in part.row_list])

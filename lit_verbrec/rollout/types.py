@@ -52,6 +52,8 @@ class Rollout:
     ref_logprobs: torch.Tensor | None = None   # [N, C] float, adapter disabled; None when beta = 0
     allowed_mask: torch.Tensor | None = None   # [N, K] bool, the allowed tokens each row chose among (a subset
     #                                            of the module's allowed_token_ids); None: all K
+    score_offsets: torch.Tensor | None = None  # [N, K] long, listwise reasoner: candidate k's score is read at
+    #                                            prompt column P-1-offset (rl/listwise.py); None otherwise
     info: dict = field(default_factory=dict)   # per-rollout extras (reward parts, engine timings)
 
     def to(self, device: torch.device | str) -> Rollout:

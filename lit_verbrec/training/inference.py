@@ -152,11 +152,11 @@ def trained_reasoner(cfg: Config, paths: RunPaths, tokenizer, catalog, texts: di
     reasoner.grpo.engine; `reasoner.answer=choice` runs on hf)."""
     adapter = _adapter(paths.stage("reasoner"), "stage-2") if trained else None
     grpo = cfg.reasoner.grpo
-    name = "hf" if cfg.reasoner.answer == "choice" else engine or grpo.engine
+    name = "hf" if cfg.reasoner.answer != "free" else engine or grpo.engine
     if name == "vllm" and stage_size(cfg, "reasoner") != cfg.size:
-        raise ValueError(f"engine=vllm cannot serve this reasoner: it has its own attention window "
-                         f"(reasoner.tiny_sliding_window={cfg.reasoner.tiny_sliding_window}) and vLLM serves the "
-                         f"verbalizer's base; use engine=hf")
+        raise ValueError(f"engine=vllm cannot serve this reasoner: it has its own attention "
+                         f"(reasoner.tiny_sliding_window={cfg.reasoner.tiny_sliding_window}, reasoner.tiny_global_layers="
+                         f"{cfg.reasoner.tiny_global_layers}) and vLLM serves the verbalizer's base; use engine=hf")
     served, model = frozen_engine(cfg, paths, grpo, tokenizer, adapter, name, stage="reasoner")
-    return ReasonerGRPO(model, tokenizer, served, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags,
-                        cfg.reasoner.answer, cfg.data.examples.num_candidates, batch_size=inference_batch(served))
+    return ReasonerGRPO(model, tokenizer, served, grpo, catalog, texts, cfg.text.candidate_metadata,
+                        cfg.text.reasoner_candidate_tags, cfg.reasoner.answer, cfg.data.examples.num_candidates, batch_size=inference_batch(served))

@@ -131,8 +131,8 @@ def run_reasoner_stage(cfg: Config) -> dict:
     grpo, stage_dir = cfg.reasoner.grpo, paths.stage("reasoner")
     policy = stage_policy(cfg, grpo, tokenizer, stage_dir)
     engine = make_rollout_engine(cfg, grpo, policy, tokenizer, paths)
-    module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata, cfg.text.max_tags,
-                          cfg.reasoner.answer, cfg.data.examples.num_candidates)
+    module = ReasonerGRPO(policy, tokenizer, engine, grpo, catalog, texts, cfg.text.candidate_metadata,
+                          cfg.text.reasoner_candidate_tags, cfg.reasoner.answer, cfg.data.examples.num_candidates)
     callbacks = stage_callbacks(cfg, stage_dir, val)
     trainer = fit(cfg, module, train, stage_dir, grpo, callbacks)
     engine.close()

@@ -52,7 +52,8 @@ def test_the_reasoners_answer_depends_on_the_prompt(tiny):
 
 def test_within_the_verbalizers_window_it_would_not(tiny):
     cfg, examples, catalog, tokenizer = tiny
-    assert cfg.size.tiny.sliding_window == 16 and stage_size(cfg, "reasoner").tiny.sliding_window == 0
+    reasoner = stage_size(cfg, "reasoner").tiny
+    assert cfg.size.tiny.sliding_window == 16 and (reasoner.sliding_window, reasoner.global_layers) == (16, 1)
     probs = letter_probabilities(cfg, "verbalizer", examples, catalog, tokenizer)   # the window of 16
     assert (probs - probs[0]).abs().max() < 1e-4
 
@@ -62,4 +63,5 @@ def test_vllm_cannot_serve_a_reasoner_with_its_own_window():
 
     with pytest.raises(ConfigError, match="reasoner.tiny_sliding_window"):
         compose(["reasoner.grpo.engine=vllm"])
-    assert compose(["reasoner.grpo.engine=vllm", "reasoner.tiny_sliding_window=-1"]).reasoner.grpo.engine == "vllm"
+    cfg = compose(["reasoner.grpo.engine=vllm", "reasoner.tiny_global_layers=-1", "reasoner.answer=free"])
+    assert cfg.reasoner.grpo.engine == "vllm"

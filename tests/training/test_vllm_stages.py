@@ -30,7 +30,7 @@ RUN = ["stage=both", "cluster=local", "size=tiny", "train.devices=2",
        "data.synthetic.series=20", "data.examples.history_len=8",
        "size.tiny.head_dim=32", "size.tiny.num_attention_heads=2",
        "verbalizer.kind=rewrite", "verbalizer.grpo.max_new_tokens=32", "reasoner.answer=free",
-       "reasoner.tiny_sliding_window=-1",                      # one vLLM base serves both stages
+       "reasoner.tiny_global_layers=-1",                       # one vLLM base serves both stages
        *(f"{stage}.grpo.{setting}" for stage in ("verbalizer", "reasoner") for setting in VLLM),
        "train.val_every_n_steps=0", "train.val_examples=0", "train.train_examples=16", "train.eval_examples=8"]
 
