@@ -46,7 +46,7 @@ def paper_table(cfg, examples, items, out: Path) -> dict:
     extra = {n: {"compression": c} for n, c in found["compression"].items()}
     table = score_rows(examples, found["order"], found["preds"], found["unavailable"], cfg.eval, cfg.run.seed, "template",
                        extra, found["references"])
-    table["reasoner"] = {"rows 1-4": f"oracle ({cfg.oracle.kind})", "rows 5-8": "the stage-2 reasoner, untrained or trained"}
+    table["reasoner"] = {"rows 1-5": f"oracle ({cfg.oracle.kind})", "rows 6-9": "the stage-2 reasoner, untrained or trained"}
     table["engines"] = found["engines"]
     table["examples"] = [{name: texts[i] for name, texts in found["texts"].items()}
                          for i in range(min(N_EXAMPLE_TEXTS, examples.num_rows))]

@@ -105,7 +105,11 @@ class GRPOConfig:
 @dataclass
 class RewardConfig:
     alpha: float = 0.9
-    """Stage 1: reward = alpha * oracle_correct + (1 - alpha) * length_plateau (paper eq. 6)."""
+    """Stage 1: reward = alpha * oracle_term + (1 - alpha) * length_plateau (paper eq. 6)."""
+    kind: str = "top1"
+    """The oracle term: top1 (1 if the oracle's one pick is the target; the paper's eq. 4) or rank (the
+    oracle ranks all candidates and the term is 1 - position / (K - 1) of the target; the paper's
+    "ranking" ablation of Table 2, reported there at +0.0)."""
     length_low: float = 0.3
     """Compression ratio where the length plateau (reward 1) begins."""
     length_high: float = 0.7
@@ -117,6 +121,7 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         require(0 <= self.alpha <= 1, "reward.alpha", "must be in [0, 1]")
+        choice(self.kind, "reward.kind", ("top1", "rank"))
         require(self.length_zero_low <= self.length_low <= self.length_high <= self.length_zero_high,
                  "reward.length_low", "need length_zero_low <= length_low <= length_high <= length_zero_high")
         require(self.length_zero_low < self.length_low or self.length_low == 0, "reward.length_zero_low",

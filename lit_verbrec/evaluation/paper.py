@@ -4,16 +4,18 @@
     zero-shot                       ... on an untrained LLM's rewrite (the prompt has hand rules)
     action                          ... on a stage-1 action verbalizer's text
     rewrite                         ... on a stage-1 rewrite verbalizer's text
+    ranking reward                  ... on the text of a stage-1 verbalizer trained with reward.kind=rank
     untrained reasoner on template  the stage-2 model before training, on the template
     untrained reasoner on <kind> text  ... on the frozen verbalizer's text
     <kind> + trained reasoner       a stage-2 reasoner on its frozen verbalizer's text
     reasoner trained on raw         a stage-2 reasoner trained on the template (reasoner.input=template)
 
-Rows 1-4 share one reasoner (the configured oracle) and are compared with its template row;
-rows 5-8 are the stage-2 reasoner, untrained or trained, and are compared with row 5 (the same
+Rows 1-5 share one reasoner (the configured oracle) and are compared with its template row;
+rows 6-9 are the stage-2 reasoner, untrained or trained, and are compared with row 6 (the same
 model on the template before training), so that every Delta compares like with like. Which
 run fills which row is read from each run folder's config (`eval.runs`): a stage-1 adapter of
-verbalizer.kind=action fills `action`, and so on. A row no run can fill says which run it
+verbalizer.kind=action (and reward.kind=top1) fills `action`, one trained with reward.kind=rank
+fills `ranking reward`, and so on. A row no run can fill says which run it
 needs. Compression is tokens of the text the reasoner reads / tokens of the template, in the
 run's tokenizer.
 """
@@ -51,7 +53,7 @@ def assign_runs(folders: list[str]) -> dict[str, Config]:
     for folder in folders:
         cfg = compose_run(folder)
         if _has_adapter(cfg, "verbalizer"):
-            rows.setdefault(cfg.verbalizer.kind, cfg)
+            rows.setdefault(cfg.verbalizer.kind if cfg.reward.kind == "top1" else "ranking reward", cfg)
         if _has_adapter(cfg, "reasoner"):
             name = ("reasoner trained on raw" if cfg.reasoner.input == "template"
                     else f"{cfg.verbalizer.kind} + trained reasoner")
@@ -87,11 +89,14 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
     out: dict = {"preds": {"template": _oracle_row(oracle, templates, examples)}, "unavailable": {},
                  "compression": {"template": 1.0}, "texts": {"template": templates}, "engines": {}}
     first = next(iter(runs.values()), None)
-    for name in ("zero-shot", "action", "rewrite"):
+    needs = {"zero-shot": "needs a run folder in eval.runs (its model and tokenizer)",
+             "action": "needs a stage-1 run with verbalizer.kind=action in eval.runs",
+             "rewrite": "needs a stage-1 run with verbalizer.kind=rewrite in eval.runs",
+             "ranking reward": "needs a stage-1 run with reward.kind=rank in eval.runs"}
+    for name in needs:
         cfg = first if name == "zero-shot" else runs.get(name)
         if cfg is None:
-            out["unavailable"][name] = ("needs a run folder in eval.runs (its model and tokenizer)" if name == "zero-shot"
-                                        else f"needs a stage-1 run with verbalizer.kind={name} in eval.runs")
+            out["unavailable"][name] = needs[name]
             continue
         paths = RunPaths.of(cfg)
         tokenizer = run_tokenizer(cfg, paths, examples, catalog)
@@ -108,7 +113,7 @@ def paper_rows(examples: list[dict], catalog: Catalog, oracle: Oracle, folders: 
         out["preds"][name] = _oracle_row(oracle, texts, examples)
         out["compression"][name] = _compression(tokenizer, texts, templates)
         out["texts"][name] = texts
-    out["order"] = ["template", "zero-shot", "action", "rewrite"]
+    out["order"] = ["template", *needs]
     _stage2_rows(out, runs, examples, catalog, templates, engine)
     return out
 

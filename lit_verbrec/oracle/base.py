@@ -72,6 +72,11 @@ class Oracle(ABC):
         """
 
     @abstractmethod
+    def rank(self, verbalizations: list[str], candidates: list[list[str]]) -> list[list[int] | None]:
+        """For each example, 0-based candidate indices, most likely first (possibly not all of them:
+        unnamed candidates tie after the named ones), or None (invalid or failed). reward.kind=rank."""
+
+    @abstractmethod
     def stats(self) -> dict:
         """OracleStats.as_dict() of this oracle's counters."""
 

@@ -54,6 +54,12 @@ def lexical_choice(text: str, candidates: Sequence[str], catalog: Catalog) -> in
     return scores.index(max(scores))
 
 
+def lexical_ranking(text: str, candidates: Sequence[str], catalog: Catalog) -> list[int]:
+    """Every candidate's index, best score first; ties in index order (lexical_choice is the first)."""
+    scores = lexical_scores(text, candidates, catalog)
+    return sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+
+
 class LexicalOracle(Oracle):
     """lexical_choice behind the Oracle interface: always a valid index, never a request."""
 
@@ -69,6 +75,14 @@ class LexicalOracle(Oracle):
         self._stats.examples += len(chosen)
         self._stats.requests += len(chosen)
         return chosen
+
+    def rank(self, verbalizations: list[str], candidates: list[list[str]]) -> list[list[int] | None]:
+        check_batch(verbalizations, candidates)
+        ranked: list[list[int] | None] = [lexical_ranking(text, cands, self.catalog)
+                                          for text, cands in zip(verbalizations, candidates)]
+        self._stats.examples += len(ranked)
+        self._stats.requests += len(ranked)
+        return ranked
 
     def stats(self) -> dict:
         return self._stats.as_dict()

@@ -23,7 +23,7 @@ import torch
 from lit_verbrec.config.train_schema import OracleConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle, OracleStats, check_batch
-from lit_verbrec.text.answers import parse_answer
+from lit_verbrec.text.answers import parse_answer, parse_ranking
 from lit_verbrec.text.prompts import reasoner_messages
 
 __all__ = ["Generation", "generate_replies", "ModelOracle"]
@@ -92,8 +92,16 @@ class ModelOracle(Oracle):
         self._stats = OracleStats()
 
     def choose(self, verbalizations: list[str], candidates: list[list[str]]) -> list[int | None]:
+        replies = self._replies(verbalizations, candidates, ranking=False)
+        return self._parsed(replies, [parse_answer(r.text, c, self.catalog) for r, c in zip(replies, candidates)])
+
+    def rank(self, verbalizations: list[str], candidates: list[list[str]]) -> list[list[int] | None]:
+        replies = self._replies(verbalizations, candidates, ranking=True)
+        return self._parsed(replies, [parse_ranking(r.text, len(c)) for r, c in zip(replies, candidates)])
+
+    def _replies(self, verbalizations: list[str], candidates: list[list[str]], ranking: bool) -> list[Generation]:
         check_batch(verbalizations, candidates)
-        conversations = [reasoner_messages(text, cands, self.catalog, with_metadata=True)
+        conversations = [reasoner_messages(text, cands, self.catalog, with_metadata=True, ranking=ranking)
                          for text, cands in zip(verbalizations, candidates)]
         was_training = self.model.training
         self.model.eval()
@@ -104,15 +112,16 @@ class ModelOracle(Oracle):
                                             self.cfg.max_tokens, self.cfg.temperature)
         finally:
             self.model.train(was_training)
-        chosen: list[int | None] = []
-        for reply, cands in zip(replies, candidates):
-            index = parse_answer(reply.text, cands, self.catalog)
-            self._stats.invalid_answers += index is None
+        return replies
+
+    def _parsed(self, replies: list[Generation], answers: list):
+        """Count each reply's tokens and whether it parsed; return the parsed answers."""
+        for reply, answer in zip(replies, answers):
+            self._stats.invalid_answers += answer is None
             self._stats.add_usage(reply.prompt_tokens, reply.completion_tokens, self.cfg)
-            chosen.append(index)
-        self._stats.examples += len(chosen)
-        self._stats.requests += len(chosen)
-        return chosen
+        self._stats.examples += len(answers)
+        self._stats.requests += len(answers)
+        return answers
 
     def stats(self) -> dict:
         return self._stats.as_dict()

@@ -39,7 +39,7 @@ from lit_verbrec.config.train_schema import OracleConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.oracle.base import Oracle, OracleStats, check_batch
 from lit_verbrec.oracle.cache import ReplyCache, cache_key
-from lit_verbrec.text.answers import parse_answer
+from lit_verbrec.text.answers import parse_answer, parse_ranking
 from lit_verbrec.text.prompts import reasoner_messages
 
 __all__ = ["OpenAIOracle", "retry_delay"]
@@ -107,9 +107,20 @@ class OpenAIOracle(Oracle):
         return self._stats.as_dict()
 
     def choose(self, verbalizations: list[str], candidates: list[list[str]]) -> list[int | None]:
+        replies = self._replies(verbalizations, candidates, ranking=False)
+        return self._parsed(replies, [None if text is None else parse_answer(text, cands, self.catalog)
+                                      for text, cands in zip(replies, candidates)])
+
+    def rank(self, verbalizations: list[str], candidates: list[list[str]]) -> list[list[int] | None]:
+        replies = self._replies(verbalizations, candidates, ranking=True)
+        return self._parsed(replies, [None if text is None else parse_ranking(text, len(cands))
+                                      for text, cands in zip(replies, candidates)])
+
+    def _replies(self, verbalizations: list[str], candidates: list[list[str]], ranking: bool) -> list[str | None]:
+        """Each prompt's reply text from the cache or the endpoint; None where the request failed."""
         check_batch(verbalizations, candidates)
         cfg = self.cfg
-        conversations = [reasoner_messages(text, cands, self.catalog, with_metadata=True)
+        conversations = [reasoner_messages(text, cands, self.catalog, with_metadata=True, ranking=ranking)
                          for text, cands in zip(verbalizations, candidates)]
         keys = [cache_key(cfg.model, messages, cfg.temperature, cfg.max_tokens) for messages in conversations]
         replies: dict[str, str | None] = dict(self.cache.get_many(sorted(set(keys))))
@@ -128,17 +139,14 @@ class OpenAIOracle(Oracle):
             if errors:
                 log.warning("oracle: %d of %d requests to %s failed (last: %s)",
                             len(errors), len(missing), cfg.base_url, errors[-1])
-        chosen: list[int | None] = []
-        for key, cands in zip(keys, candidates):
-            text = replies[key]
-            if text is None:
-                self._stats.failures += 1
-                chosen.append(None)
-                continue
-            index = parse_answer(text, cands, self.catalog)
-            self._stats.invalid_answers += index is None
-            chosen.append(index)
-        return chosen
+        return [replies[key] for key in keys]
+
+    def _parsed(self, replies: list[str | None], answers: list) -> list:
+        """Count failed requests and unparsable replies; return the parsed answers."""
+        for text, answer in zip(replies, answers):
+            self._stats.failures += text is None
+            self._stats.invalid_answers += text is not None and answer is None
+        return answers
 
     async def _ask_all(self, prompts: dict[str, list[dict]]) -> dict[str, _Outcome]:
         api_key = os.environ.get(self.cfg.api_key_env) or PLACEHOLDER_KEY  # absent key -> placeholder

@@ -1,6 +1,7 @@
 """The answer backends of tools/serve_oracle.py: what a request's reply text is, apart from HTTP.
 
-    lexical  the lexical scorer over the candidates the reasoner prompt lists
+    lexical  the lexical scorer over the candidates the reasoner prompt lists (a pick, or a
+             ranking for a ranking prompt)
     echo     the history text itself (a reasoner that obeys the verbalization: injection tests)
     model    a local transformers model folder, one generation at a time
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lit_verbrec.data.catalog import Catalog, ItemInfo
-from lit_verbrec.oracle.lexical import lexical_choice
+from lit_verbrec.oracle.lexical import lexical_ranking
 from lit_verbrec.text.prompts import parse_reasoner_prompt
 
 BACKENDS = ("lexical", "echo", "model")
@@ -61,8 +62,9 @@ def lexical_backend(messages: list[dict], max_tokens: int, temperature: float) -
              for c in parsed["candidates"]}
     if not infos:
         raise RequestError(400, "the prompt lists no candidates")
-    index = lexical_choice(parsed["history"], list(infos), Catalog(infos))
-    return _estimate(messages, f"Answer: {index + 1}")
+    order = lexical_ranking(parsed["history"], list(infos), Catalog(infos))   # its first is lexical_choice
+    text = ("Ranking: " + ", ".join(str(i + 1) for i in order)) if parsed["ranking"] else f"Answer: {order[0] + 1}"
+    return _estimate(messages, text)
 
 
 def echo_backend(messages: list[dict], max_tokens: int, temperature: float) -> Reply:

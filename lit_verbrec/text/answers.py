@@ -26,6 +26,10 @@ hedging, such as listing several candidates, would be learned. Rules, first that
 5. Otherwise None.
 
 Only an index into `candidates` is ever returned.
+
+`parse_ranking` reads the reply to a ranking prompt (reward.kind=rank): the LAST line
+"Ranking: 3, 1, 7, ..." gives the order, most likely first. A number out of 1..N or named twice
+makes the reply invalid (None); a list that stops early is valid, its unnamed candidates tie after it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import re
 
 from lit_verbrec.data.catalog import Catalog
 
-__all__ = ["parse_answer", "strip_thinking"]
+__all__ = ["parse_answer", "parse_ranking", "strip_thinking"]
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
@@ -53,6 +57,8 @@ _ANSWER = re.compile(
 _NUMBER = re.compile(r"(?<![\w.,:])(\d+)(?!\w)(?![.,:]\d)")
 _ID_PREFIX = re.compile(r"\bID:\s*\S+", re.IGNORECASE)
 _ID_MENTION = re.compile(r"\bID:\s*([^\s,;]+)", re.IGNORECASE)
+
+_RANKING = re.compile(r"\branking" + _EMPH + r"\s*[:=：]\s*" + _EMPH + r"([^\n]*)", re.IGNORECASE)
 
 # "This rule found nothing, ask the next one" as opposed to None, "this rule decided: invalid".
 _UNDECIDED = object()
@@ -158,3 +164,15 @@ def parse_answer(text: str, candidates: list[str], catalog: Catalog) -> int | No
     if title is not _UNDECIDED:
         return title
     return _single_id(text, candidates)
+
+
+def parse_ranking(text: str, n: int) -> list[int] | None:
+    """0-based candidate indices, most likely first, from the last `Ranking:` line; None if there is none
+    or it names a number outside 1..n or one number twice."""
+    lines = _RANKING.findall(strip_thinking(text))
+    if not lines:
+        return None
+    numbers = [int(x) for x in re.findall(r"\d+", lines[-1])]
+    if not numbers or any(not 1 <= x <= n for x in numbers) or len(set(numbers)) < len(numbers):
+        return None
+    return [x - 1 for x in numbers]

@@ -66,7 +66,21 @@ letters. Numbers cannot do that: Qwen's tokenizer splits "10" into "1", "0"."""
 LETTERS_INSTRUCTION = "Which candidate will this user engage with next? Reply with `Answer: <letter>` (A-{last})."
 """Last line of the user message with letter labels."""
 
-_PROMPTS = {"numbers": (REASONER_SYSTEM, REASONER_INSTRUCTION), "letters": (LETTERS_SYSTEM, LETTERS_INSTRUCTION)}
+RANKING_SYSTEM = (
+    "You are a recommender system for a video streaming service. You are given a user's "
+    "recent viewing history and {n} numbered candidate titles. Rank the {n} candidates from the "
+    "one the user is most likely to engage with next to the least likely.\n"
+    "End your reply with a final line of exactly this form, listing every candidate's number once, "
+    "most likely first:\n"
+    "Ranking: <number>, <number>, ..."
+)
+"""System message of an oracle asked for a ranking (reward.kind=rank, the paper's ranking ablation)."""
+
+RANKING_INSTRUCTION = "Rank the candidates, most likely first. Reply with `Ranking: <numbers>` (all of 1-{n})."
+"""Last line of the user message of a ranking prompt."""
+
+_PROMPTS = {"numbers": (REASONER_SYSTEM, REASONER_INSTRUCTION), "letters": (LETTERS_SYSTEM, LETTERS_INSTRUCTION),
+            "ranking": (RANKING_SYSTEM, RANKING_INSTRUCTION)}
 
 
 def candidate_label(index: int, labels: str = "numbers") -> str:
@@ -138,10 +152,14 @@ def reasoner_messages(
     with_metadata: bool = True,
     max_tags: int = 3,
     labels: str = "numbers",
+    ranking: bool = False,
 ) -> list[dict]:
-    """[system, user] chat messages asking which candidate comes next, answered `Answer: <label>`."""
+    """[system, user] chat messages asking which candidate comes next, answered `Answer: <label>`;
+    with `ranking`, asking for all candidates in order, answered `Ranking: <numbers>` (numbers only)."""
     n = len(candidates)
-    system, instruction = _PROMPTS[labels]
+    if ranking and labels != "numbers":
+        raise ValueError(f"a ranking prompt labels candidates with numbers, not {labels}")
+    system, instruction = _PROMPTS["ranking" if ranking else labels]
     last = candidate_label(n - 1, labels)
     user = REASONER_USER.format(
         # str.format does not re-read substituted values, so braces in data are harmless.
@@ -170,7 +188,8 @@ def reasoner_messages(
 _USER_HEAD, _USER_REST = REASONER_USER.split("{history}")
 _USER_MID, _USER_TAIL = _USER_REST.split("{candidates}")
 _USER_SEP, _USER_END = _USER_TAIL.split("{instruction}")
-_INSTRUCTION = re.compile(re.escape(REASONER_INSTRUCTION).replace(re.escape("{n}"), r"(\d+)") + "$")
+_INSTRUCTIONS = {ranking: re.compile(re.escape(text).replace(re.escape("{n}"), r"(\d+)") + "$")
+                 for ranking, text in ((False, REASONER_INSTRUCTION), (True, RANKING_INSTRUCTION))}
 _LINE = re.compile(r"(\d+)\. (.*)")
 _DETAILS = re.compile(r" — (?=genres: |plot: )")
 _YEAR = re.compile(r"(.*) \((-?\d+)\)")
@@ -201,16 +220,19 @@ def parse_reasoner_prompt(text: str) -> dict:
     """The parts of a reasoner user message (reasoner_messages(...)[1]["content"]).
 
     Returns {"history": the (sanitized) verbalization, "candidates": [{"number", "title",
-    "year", "genres", "tags"}, ...]} in candidate order; title is the display title, year
-    None and genres/tags [] where the line shows none (always so without metadata).
+    "year", "genres", "tags"}, ...], "ranking": whether it asks for a ranking} in candidate order;
+    title is the display title, year None and genres/tags [] where the line shows none (always so
+    without metadata).
     Raises ValueError for text that is not in the format.
     """
     if not text.startswith(_USER_HEAD) or not text.endswith(_USER_END):
         raise ValueError("not a reasoner prompt: missing the history header")
     body = text[len(_USER_HEAD): len(text) - len(_USER_END)]
     cut = body.rfind(_USER_SEP)
-    instruction = _INSTRUCTION.fullmatch(body[cut + len(_USER_SEP):]) if cut >= 0 else None
-    if instruction is None:
+    last = body[cut + len(_USER_SEP):] if cut >= 0 else ""
+    ranking = bool(_INSTRUCTIONS[True].fullmatch(last))
+    instruction = _INSTRUCTIONS[ranking].fullmatch(last)
+    if cut < 0 or instruction is None:
         raise ValueError("not a reasoner prompt: the last paragraph is not the instruction")
     before = body[:cut]
     header = before.rfind(_USER_MID)
@@ -221,5 +243,5 @@ def parse_reasoner_prompt(text: str) -> dict:
     n = int(instruction.group(1))
     if len(lines) != n:
         raise ValueError(f"the instruction counts {n} candidates but {len(lines)} lines follow the header")
-    return {"history": before[:header],
+    return {"history": before[:header], "ranking": ranking,
             "candidates": [_parse_candidate(line, number) for number, line in enumerate(lines, start=1)]}

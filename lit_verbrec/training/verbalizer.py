@@ -7,7 +7,8 @@ verbalizations; the oracle reasoner reads each with the candidates and picks one
     r = alpha * [oracle picked the target] + (1 - alpha) * plateau(compression ratio)
 
 with the compression ratio = tokens(verbalization) / tokens(template text), counted with the
-reasoner's tokenizer. Everything else (advantages, the clipped objective, the KL) is the
+reasoner's tokenizer. With reward.kind=rank the oracle ranks the candidates and the first term is
+1 - position / (K - 1) of the target (the paper's ranking ablation, Table 2). Everything else (advantages, the clipped objective, the KL) is the
 shared GRPO engine. Logged per step: reward parts, compression ratio, the share of oracle
 answers that named a candidate, and every `samples_every` steps a table of verbalizations.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from lit_verbrec.config.train_schema import GRPOConfig, RewardConfig
-from lit_verbrec.rl.rewards import verbalizer_reward
+from lit_verbrec.rl.rewards import rank_reward, target_position, verbalizer_reward
 from lit_verbrec.rollout.types import Rollout
 from lit_verbrec.training.grpo import GRPOModule
 
@@ -30,6 +31,25 @@ def token_counts(tokenizer, texts: list[str]) -> torch.Tensor:
 def compression_ratio(tokenizer, texts: list[str], templates: list[str]) -> torch.Tensor:
     """[len(texts)] tokens of each text / tokens of its template (at least 1): the paper's compression."""
     return token_counts(tokenizer, texts) / token_counts(tokenizer, templates).clamp(min=1)
+
+
+def _top1_feedback(oracle, texts: list[str], rows: list[dict]) -> dict[str, torch.Tensor]:
+    choices = oracle.choose(texts, [r["candidates"] for r in rows])
+    correct = torch.tensor([c is not None and c == r["target_index"] for c, r in zip(choices, rows)], dtype=torch.float)
+    return {"correct": correct, "score": correct, "valid": torch.tensor([c is not None for c in choices], dtype=torch.float)}
+
+
+def _rank_feedback(oracle, texts: list[str], rows: list[dict]) -> dict[str, torch.Tensor]:
+    rankings = oracle.rank(texts, [r["candidates"] for r in rows])
+    sizes = torch.tensor([len(r["candidates"]) for r in rows])
+    position = torch.tensor([target_position(k, r["target_index"], len(r["candidates"])) for k, r in zip(rankings, rows)])
+    return {"correct": (position == 0).float(), "score": rank_reward(position, sizes),
+            "valid": torch.tensor([k is not None for k in rankings], dtype=torch.float)}
+
+
+ORACLE_FEEDBACK = {"top1": _top1_feedback, "rank": _rank_feedback}
+"""reward.kind -> fn(oracle, texts [N], rows [N]) -> {"correct": the oracle's first choice is the target,
+"score": the reward's oracle term, "valid": the oracle answered}, each [N] float."""
 
 
 class VerbalizerGRPO(GRPOModule):
@@ -61,25 +81,23 @@ class VerbalizerGRPO(GRPOModule):
     def score(self, batch: list[dict], rollout: Rollout) -> dict[str, torch.Tensor]:
         texts = self.verbalizer.render(batch, rollout)                                   # [N]
         rows = [batch[g] for g in rollout.group.tolist()]
-        choices = self.oracle.choose(texts, [r["candidates"] for r in rows])
-        correct = torch.tensor([c is not None and c == r["target_index"] for c, r in zip(choices, rows)],
-                               dtype=torch.float)
+        feedback = ORACLE_FEEDBACK[self.reward_cfg.kind](self.oracle, texts, rows)
+        correct = feedback["correct"]
         ratio = self.compression(texts, batch, rollout.group)
-        parts = verbalizer_reward(correct, ratio, self.reward_cfg)
+        parts = verbalizer_reward(correct, ratio, self.reward_cfg, feedback["score"])
         self.last_samples = [{"example_id": r["example_id"], "reward": float(parts["reward"][i]),
                               "correct": bool(correct[i]), "compression": float(ratio[i]), "text": texts[i]}
                              for i, r in enumerate(rows)]
         return {"reward": parts["reward"], "accuracy": parts["accuracy"], "length": parts["length"],
-                "compression": ratio, "oracle_valid": torch.tensor([c is not None for c in choices], dtype=torch.float)}
+                "compression": ratio, "oracle_valid": feedback["valid"]}
 
     def validation_reward(self, examples: list[dict]) -> dict[str, float]:
         """Greedy verbalizations of `examples` scored by the oracle: accuracy and the full reward."""
         was_training = self.policy.training
         texts = self.verbalizer.verbalize(examples)
         self.policy.train(was_training)
-        choices = self.oracle.choose(texts, [e["candidates"] for e in examples])
-        correct = torch.tensor([c == e["target_index"] for c, e in zip(choices, examples)], dtype=torch.float)
+        feedback = ORACLE_FEEDBACK[self.reward_cfg.kind](self.oracle, texts, examples)
         ratio = self.compression(texts, examples, torch.arange(len(examples)))
-        parts = verbalizer_reward(correct, ratio, self.reward_cfg)
-        return {"reward": float(parts["reward"].mean()), "accuracy": float(correct.mean()),
+        parts = verbalizer_reward(feedback["correct"], ratio, self.reward_cfg, feedback["score"])
+        return {"reward": float(parts["reward"].mean()), "accuracy": float(feedback["correct"].mean()),
                 "compression": float(ratio.mean())}

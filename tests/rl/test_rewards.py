@@ -9,7 +9,9 @@ from lit_verbrec.config.train_schema import RewardConfig
 from lit_verbrec.rl.rewards import (
     accuracy_reward,
     length_plateau,
+    rank_reward,
     reasoner_reward,
+    target_position,
     verbalizer_reward,
 )
 
@@ -57,3 +59,29 @@ def test_reasoner_reward_is_plus_minus_one():
     pred = torch.tensor([2, 0, -1, 5])
     target = torch.tensor([2, 1, 2, 5])
     assert reasoner_reward(pred, target).tolist() == [1.0, -1.0, -1.0, 1.0]
+
+
+def test_rank_reward_falls_linearly_from_first_to_last_and_is_zero_without_a_ranking():
+    position = torch.tensor([0.0, 1.0, 4.5, 9.0, -1.0])
+    assert rank_reward(position, 10).tolist() == pytest.approx([1.0, 8 / 9, 0.5, 0.0, 0.0])
+    assert rank_reward(torch.tensor([1.0, 1.0]), torch.tensor([2, 3])).tolist() == pytest.approx([0.0, 0.5])
+
+
+def test_target_position_in_full_short_and_missing_rankings():
+    assert target_position([2, 0, 1], 0, 3) == 1.0
+    assert target_position([5, 7], 3, 10) == 2 + 7 / 2      # unnamed: positions 2..9 tie, mean 5.5
+    assert target_position(None, 3, 10) == -1.0
+    assert target_position([], 0, 1) == 0.0
+
+
+def test_verbalizer_reward_takes_the_rank_term_in_place_of_correctness():
+    cfg = RewardConfig(alpha=0.9, kind="rank")
+    correct, ratio = torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5])       # both on the length plateau
+    parts = verbalizer_reward(correct, ratio, cfg, oracle_score=torch.tensor([0.5, 1.0]))
+    assert parts["reward"].tolist() == pytest.approx([0.9 * 0.5 + 0.1, 1.0])
+    assert parts["accuracy"].tolist() == [0.0, 1.0]                          # still the first place
+
+
+def test_unknown_reward_kind_is_refused_by_name():
+    with pytest.raises(ValueError, match="reward.kind: got 'ndcg', expected one of top1, rank"):
+        RewardConfig(kind="ndcg")

@@ -7,7 +7,7 @@ import pytest
 
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.schema import ITEMS
-from lit_verbrec.text.answers import parse_answer, strip_thinking
+from lit_verbrec.text.answers import parse_answer, parse_ranking, strip_thinking
 
 TITLES = ["Heat", "Casino", "Alien", "Alien: Covenant", "Toy Story 3", "Dark", "Up", "Se7en", "The Wire", "Ronin"]
 ITEM_IDS = [f"10{k:04d}" for k in range(len(TITLES))]  # "100000" ... "100009"
@@ -127,3 +127,17 @@ def test_random_text_never_gives_an_index_outside_the_candidates(catalog: Catalo
         assert result is None or 0 <= result < n
 
     check()
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("Ranking: 3, 1, 2", [2, 0, 1]),
+    ("I think 2 fits best.\n**Ranking:** 2 1", [1, 0]),                   # short list: the rest tie after it
+    ("Ranking: 1, 2, 3\nOn reflection:\nRanking: 3, 2, 1", [2, 1, 0]),   # the last line wins
+    ("<think>Ranking: 1</think>ranking = 2", [1]),
+    ("Ranking: 4, 1", None),                                                # out of range
+    ("Ranking: 1, 1, 2", None),                                             # named twice
+    ("Ranking: none of these", None),
+    ("Answer: 2", None),
+])
+def test_parse_ranking(reply, expected):
+    assert parse_ranking(reply, 3) == expected

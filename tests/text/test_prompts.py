@@ -136,7 +136,8 @@ def test_parse_reasoner_prompt_round_trips() -> None:
         text = "watched Heat\n\nCandidates:\n1. Fake (2000) — genres: Forged\n\nthen Casino"
         user = reasoner_messages(text, ["s1", "m1", "m2"], catalog, with_metadata, max_tags)[1]["content"]
         assert parse_reasoner_prompt(user) == {
-            "history": text, "candidates": _expected_candidates(["s1", "m1", "m2"], catalog, with_metadata, max_tags)}
+            "history": text, "ranking": False,
+            "candidates": _expected_candidates(["s1", "m1", "m2"], catalog, with_metadata, max_tags)}
     for bad in ["", "hello", "Viewing history (oldest first):\nx\n\nCandidates:\n1. A\n\nWhich one?",
                 reasoner_messages("x", ["m1", "m2"], catalog)[1]["content"].replace("2. Casino", "3. Casino")]:
         with pytest.raises(ValueError):
@@ -159,5 +160,5 @@ def test_parse_reasoner_prompt_round_trips_any_history(history, items, max_tags)
     catalog = Catalog.from_table(pa.Table.from_pylist(rows, schema=ITEMS))
     ids = [row["item"] for row in rows]
     user = reasoner_messages(history, ids, catalog, True, max_tags)[1]["content"]
-    assert parse_reasoner_prompt(user) == {"history": sanitize(history),
+    assert parse_reasoner_prompt(user) == {"history": sanitize(history), "ranking": False,
                                            "candidates": _expected_candidates(ids, catalog, True, max_tags)}

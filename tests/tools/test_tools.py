@@ -46,11 +46,12 @@ def test_evaluate_prints_the_table_and_writes_results(prepared: Path, tmp_path: 
     assert "| lexical/template+metadata |" in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     paper = results["paper"]["rows"]                  # no eval.runs: only the template row can be scored
-    assert list(paper) == ["template", "zero-shot", "action", "rewrite", "untrained reasoner on template",
+    assert list(paper) == ["template", "zero-shot", "action", "rewrite", "ranking reward", "untrained reasoner on template",
                            "untrained reasoner on rewrite text", "rewrite + trained reasoner", "reasoner trained on raw"]
     assert paper["untrained reasoner on template"] == {"unavailable": "needs a stage-2 run in eval.runs (its model, before training)"}
     assert paper["template"]["valid_ratio"] == 1.0 and paper["template"]["compression"] == 1.0
     assert paper["action"] == {"unavailable": "needs a stage-1 run with verbalizer.kind=action in eval.runs"}
+    assert paper["ranking reward"] == {"unavailable": "needs a stage-1 run with reward.kind=rank in eval.runs"}
     assert all("unavailable" in r for name, r in paper.items() if name != "template")
     assert "| rewrite | unavailable: needs a stage-1 run with verbalizer.kind=rewrite in eval.runs |" in result.stdout
     results = results["baselines"]

@@ -12,12 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lit_verbrec.config.train_schema import RewardConfig
 from lit_verbrec.models.loading import load_policy
+from lit_verbrec.oracle.lexical import LexicalOracle, lexical_ranking
 from lit_verbrec.rl.logprobs import completion_logprobs
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.text.actions import parse_actions
 from lit_verbrec.training.cache import VerbalizationCache
 from lit_verbrec.training.reasoner import ReasonerGRPO
+from lit_verbrec.training.verbalizer import VerbalizerGRPO
 from lit_verbrec.training.verbalizers import ActionVerbalizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +70,23 @@ def test_cache_verbalizes_once_and_reuses(tmp_path, tiny_run):
     other.texts(train[:2], verbalize)
     assert other.computed == 2 and other.reused == 0
     assert set(pq.read_table(cache.path).column_names) >= {"example_id", "split", "verbalization", "adapter_hash"}
+
+
+def test_rank_reward_scores_the_targets_place_in_the_oracles_ranking(tiny_run):
+    """reward.kind=rank: the oracle term is 1 - position / 9 of the target in the lexical oracle's ranking."""
+    cfg, train, catalog, tokenizer = tiny_run
+    policy = load_policy(cfg.size, tokenizer, gradient_checkpointing=False, seed=0)
+    verbalizer = ActionVerbalizer(policy, tokenizer, catalog, full_lines=True)
+    module = VerbalizerGRPO(policy, tokenizer, None, replace(cfg.verbalizer.grpo, group_size=4), verbalizer,
+                            LexicalOracle(catalog), RewardConfig(alpha=1.0, kind="rank"))
+    batch = train[:4]
+    rollout = verbalizer.sample(batch, SamplingParams(n=4, max_new_tokens=1, seed=0))
+    scores = module.score(batch, rollout)
+    texts, rows = verbalizer.render(batch, rollout), [batch[g] for g in rollout.group.tolist()]
+    places = [lexical_ranking(t, r["candidates"], catalog).index(r["target_index"]) for t, r in zip(texts, rows)]
+    assert scores["reward"].tolist() == pytest.approx([1 - p / 9 for p in places])
+    assert scores["accuracy"].tolist() == [float(p == 0) for p in places]
+    assert len(set(places)) > 1                              # the examples are not all ranked alike
 
 
 def test_reasoner_reward_is_plus_one_minus_one(tiny_run):
