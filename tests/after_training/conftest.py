@@ -2,7 +2,7 @@
 
     qlora_run    stage 1 action verbalizer + stage 2 reasoner on its text, NF4 base (QLoRA)
     rewrite_run  stage 1 rewrite verbalizer + stage 2 reasoner on the raw template
-Together they fill all six rows of the paper's table. Built once per session (~1 min).
+Together they fill every row of the paper's table but the ranking-reward ablation. Built once per test run (~1 min).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""tools/evaluate.py fills the paper's six rows from finished runs; tools/report.py renders a run."""
+"""tools/evaluate.py fills the paper's nine rows from finished runs; tools/report.py renders a run."""
 
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ from finished_runs import run_tool  # noqa: E402
 pytestmark = pytest.mark.xdist_group("after_training")   # the finished tiny runs (conftest.py) are built once, on one pytest-xdist worker
 
 
-def test_eight_rows_from_two_runs_each_against_its_own_readers_template(qlora_run, rewrite_run, tmp_path):
+def test_paper_rows_from_two_runs_each_against_its_own_readers_template(qlora_run, rewrite_run, tmp_path):
     result = run_tool("evaluate.py", f"data.prepared={qlora_run / 'data'}", f"eval.runs=[{qlora_run},{rewrite_run}]",
                       "eval.max_examples=24", "eval.bootstrap=100", "eval.zero_shot_max_new_tokens=8", f"out={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     paper = json.loads((tmp_path / "results.json").read_text())["paper"]
     stage2 = ["untrained reasoner on template", "untrained reasoner on action text", "action + trained reasoner",
               "reasoner trained on raw"]
-    assert list(paper["rows"]) == ["template", "zero-shot", "action", "rewrite", *stage2]
+    assert list(paper["rows"]) == ["template", "zero-shot", "action", "rewrite", "ranking reward", *stage2]
+    # neither run was trained with reward.kind=rank: the row says which run would fill it
+    assert paper["rows"].pop("ranking reward") == {"unavailable": "needs a stage-1 run with reward.kind=rank in eval.runs"}
     # like for like: the oracle's rows against the oracle on the template, the stage-2 reasoner's
     # against the same model on the template before training
-    assert paper["references"] == {**{n: "template" for n in ("template", "zero-shot", "action", "rewrite")},
+    assert paper["references"] == {**{n: "template" for n in ("template", "zero-shot", "action", "rewrite", "ranking reward")},
                                    **{n: "untrained reasoner on template" for n in stage2}}
     assert {paper["rows"][n]["vs_reference_discovery"]["against"] for n in stage2} == {"untrained reasoner on template"}
     own = paper["rows"]["untrained reasoner on template"]["vs_reference_discovery"]
