@@ -7,7 +7,8 @@
 
 Writes examples.parquet, items.parquet, summary.json and config.yaml into `out`
 (default runs/<run.name>/data) and prints a summary: users, examples per split,
-discovery share, mean history length, and everything skipped with where it happened.
+discovery share, mean history length, the history window (set by the size: pass the size
+of the runs that will read it), and everything skipped with where it happened.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"users {s['users']:,} ({s['users_with_examples']:,} with examples) | examples train {ex['train']:,} "
           f"val {ex['val']:,} test {ex['test']:,} | discovery share {s['discovery_share_all']:.1%} | "
           f"mean history length {s['mean_history_length']:.1f} | {time.perf_counter() - start:.1f} s")
+    # the window is fixed here: a run of another size refuses the folder (check_history_window)
+    print(f"history window: {cfg.data.examples.history_len} lines (data.examples.history_len, size={cfg.size.name}; "
+          f"runs expecting another window refuse this folder)")
+    if cfg.size.name == "tiny" and cfg.data.source != "synthetic":
+        print(f"note: size=tiny cuts histories to {cfg.data.examples.history_len} lines; for size=8b or 32b runs "
+              "(the paper's 100 lines) prepare with that size", file=sys.stderr)
     for line in report.lines():
         print(line)
     print(f"wrote {out}")

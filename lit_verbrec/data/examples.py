@@ -108,7 +108,9 @@ def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
     })
     _check_schema(examples)
     items = data.items.append_column("popularity", pa.array(popularity[titles.item_title]))
-    summary = {"interactions": n, "items": data.items.num_rows} | _summary(examples, users_total, report)
+    # the window is recorded: a run whose size expects another refuses the folder (data/sources.py)
+    summary = ({"interactions": n, "items": data.items.num_rows, "history_len": cfg.history_len}
+               | _summary(examples, users_total, report))
     return PreparedData(examples, items, summary)
 
 

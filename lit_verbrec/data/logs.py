@@ -6,8 +6,8 @@ null; no year/genres/tags/kind/series_id/episode: null/[]/[]/movie/null/null). A
 that the file lacks is an error even when optional, so a typo never turns into silent nulls.
 Source columns not mapped are kept on interactions as extra columns and dropped from items.
 
-CSV cells are read as text (ids keep leading zeros, nothing becomes NaN) in `data.encoding`;
-Parquet columns keep their types (a timestamp column is taken as it is, list columns too).
+CSV cells are read as text in `data.encoding`, Parquet columns keep their types (data/tables.py;
+a timestamp column is taken as it is, list columns too).
 Interaction rows that cannot be used - empty user or item id, unparsable timestamp, unknown
 event, non-numeric or negative duration - raise a `DataError` naming file, line and column, or
 with `data.on_bad_row=skip` are counted in the report. Catalog problems are always errors.
@@ -15,9 +15,6 @@ with `data.on_bad_row=skip` are counted in the report. Catalog problems are alwa
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,15 +22,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import ROW, finalize, split_list_cells
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, CanonicalData, DataError
+from lit_verbrec.data.tables import read_head, read_table, table_path
 
-__all__ = ["read_logs", "read_table", "parse_timestamps"]
+__all__ = ["read_logs", "parse_timestamps"]
 
 _REQUIRED = {"interactions": ("user", "item", "timestamp"), "items": ("item", "title")}
 _BLANK_DURATION = ("", "nan", "null", "none", "na")
@@ -42,70 +38,6 @@ _MINUTES_PER = {"min": 1.0, "s": 60.0, "ms": 60_000.0}
 _MIN_S, _MAX_S = -62_135_596_800, 253_402_300_799
 # An ISO time followed by an offset: the offset is dropped so the local clock reading stays.
 _ISO_OFFSET = r"(\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-
-
-def _csv_lines(text: str, records: int, utf8: bytes) -> np.ndarray:
-    """Line number of each data record: record + 2 unless blank lines or quoted newlines shift them."""
-    lines = utf8.count(b"\n") + (0 if utf8.endswith(b"\n") else 1)
-    if lines == records + 1:
-        return np.arange(2, records + 2)
-    reader, starts, previous = csv.reader(io.StringIO(text, newline="")), [], 0
-    for record in reader:  # only for files with blank lines or multi-line cells
-        if record:
-            starts.append(previous + 1)
-        previous = reader.line_num
-    starts = starts[1:]
-    # Should Python's csv and Arrow ever disagree on the records, approximate rather than fail.
-    return np.array(starts) if len(starts) == records else np.arange(2, records + 2)
-
-
-def _read_csv(path: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
-    data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
-        data = data[len(codecs.BOM_UTF8):]  # Excel's byte order mark would stick to the first column name
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{name} line {line}: bytes that are not valid {encoding} ({data[exc.start:exc.end]!r} at byte "
-                        f"{exc.start}); set data.encoding=latin-1 if that is the file's encoding") from None
-    except LookupError:
-        raise DataError(f"data.encoding: unknown encoding '{encoding}'") from None
-    header = next((record for record in csv.reader(io.StringIO(text, newline="")) if record), None)
-    if header is None:
-        raise DataError(f"{name}: no rows")
-    utf8 = data if codecs.lookup(encoding).name == "utf-8" else text.encode("utf-8")
-    try:
-        table = pacsv.read_csv(pa.BufferReader(utf8), parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                               convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
-    except pa.ArrowInvalid as exc:
-        raise DataError(f"{name}: {exc}") from None
-    if table.num_rows == 0:
-        raise DataError(f"{name}: no rows")
-    return table.to_pandas().assign(**{ROW: _csv_lines(text, table.num_rows, utf8)}), "line"
-
-
-def _nullable_ints(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
-    # Integer ids with nulls would otherwise become floats and print as "42.0".
-    return pd.Int64Dtype() if pa.types.is_signed_integer(dtype) else None
-
-
-def read_table(folder: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
-    """`folder/name` as a frame with `_row`, and the word for its rows ("line" or "row")."""
-    path = folder / name
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"{name}: unsupported file type '{path.suffix}' (expected .parquet or .csv)")
-    if not path.is_file():
-        raise DataError(f"{name}: no such file in {folder}")
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path, name, encoding)
-    try:
-        frame = pq.read_table(path).to_pandas(types_mapper=_nullable_ints)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
-    if len(frame) == 0:
-        raise DataError(f"{name}: no rows")
-    return frame.assign(**{ROW: np.arange(1, len(frame) + 1)}), "row"
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -284,11 +216,19 @@ def _items(raw: pd.DataFrame, cfg: DataConfig, name: str, label: str) -> pd.Data
 
 
 def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
-    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`."""
+    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`.
+
+    Fail fast: the catalog (small) is read and checked first, then the log's first rows (tables.HEAD_ROWS)
+    (its mapped columns, and with on_bad_row=error its first bad row: the earliest in the file, so
+    the same message the full read would give), and only then the whole log."""
     folder = Path(cfg.path)
-    raw, label = read_table(folder, cfg.interactions, cfg.encoding)
+    table_path(folder, cfg.interactions), table_path(folder, cfg.items)    # both there, before reading either
     raw_items, items_label = read_table(folder, cfg.items, cfg.encoding)
-    interactions = _interactions(raw, cfg, report, cfg.interactions, label)
     items = _items(raw_items, cfg, cfg.items, items_label)
+    head = read_head(folder, cfg.interactions, cfg.encoding)
+    if head is not None:
+        _interactions(head[0], cfg, DataReport(), cfg.interactions, head[1])   # raises, or counts into a throwaway report
+    raw, label = read_table(folder, cfg.interactions, cfg.encoding)
+    interactions = _interactions(raw, cfg, report, cfg.interactions, label)
     return finalize(interactions, items, report, cfg.interactions, items_source=cfg.items,
                     row_label=label, items_row_label=items_label)

@@ -3,7 +3,8 @@
     prepared/
       examples.parquet   the reranking examples, all splits (column `split`)
       items.parquet      the catalog + `popularity`
-      summary.json       counts, discovery share, mean history length, every skip
+      summary.json       counts, the history window (history_len), discovery share, mean history
+                         length, every skip
       config.yaml        the resolved config that produced it
 """
 
@@ -61,3 +62,18 @@ def read_prepared(folder: str | Path, split: str | None = None) -> tuple[pa.Tabl
             raise DataError(f"{folder}: no {name}; write it with `python tools/prepare_data.py out={folder}`")
     filters = [("split", "=", split)] if split else None
     return pq.read_table(folder / "examples.parquet", filters=filters), pq.read_table(folder / "items.parquet")
+
+
+def check_history_window(folder: str | Path, history_len: int, size_name: str) -> None:
+    """Refuse a prepared folder cut to another history window than the run's (data.examples.history_len,
+    set by the size: tiny 16 lines, 8b/32b the paper's 100): the window is fixed when the examples
+    are built, so a run would otherwise train on the folder's without a word. Folders written before
+    the window was recorded (no `history_len` in summary.json) are taken as they are."""
+    summary = Path(folder) / "summary.json"
+    prepared = json.loads(summary.read_text()).get("history_len") if summary.is_file() else None
+    if prepared is None or prepared == history_len:
+        return
+    raise DataError(f"{folder}: prepared with a {prepared}-line history window, but this run (size={size_name}) "
+                    f"expects {history_len} (data.examples.history_len); prepare it again with size={size_name} "
+                    f"(tools/prepare_data.py size={size_name} out=...), or set data.examples.history_len={prepared} "
+                    f"to train on the folder's window")

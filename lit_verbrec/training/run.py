@@ -29,7 +29,7 @@ from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.data.report import DataReport
-from lit_verbrec.data.sources import prepare, read_prepared
+from lit_verbrec.data.sources import check_history_window, prepare, read_prepared
 from lit_verbrec.models.loading import load_tokenizer
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.rollout.callback import RolloutCallback
@@ -77,12 +77,14 @@ class RunPaths:
 
 
 def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
-    """data.prepared if given, else <run>/data, prepared now if it is not there yet."""
+    """data.prepared if given, else <run>/data, prepared now if it is not there yet; a folder cut to
+    another history window than the run's is refused (data/sources.py check_history_window)."""
     folder = Path(cfg.data.prepared) if cfg.data.prepared else paths.run / "data"
     if not (folder / "examples.parquet").is_file():
         if cfg.data.prepared:
             raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
         prepare(cfg.data, folder, DataReport())
+    check_history_window(folder, cfg.data.examples.history_len, cfg.size.name)
     return folder
 
 

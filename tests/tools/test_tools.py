@@ -27,13 +27,14 @@ def prepared(tmp_path_factory) -> Path:
     result = run_tool("prepare_data.py", *SMALL, f"out={out}")
     assert result.returncode == 0, result.stderr
     assert "users 150 (150 with examples) | examples train 150 val 150 test 150 | discovery share" in result.stdout
+    assert "history window: 16 lines (data.examples.history_len, size=tiny;" in result.stdout
     return out
 
 
 def test_prepare_data_writes_the_prepared_folder(prepared: Path):
     assert {p.name for p in prepared.iterdir()} == {"examples.parquet", "items.parquet", "summary.json", "config.yaml"}
     summary = json.loads((prepared / "summary.json").read_text())
-    assert summary["examples"] == {"train": 150, "val": 150, "test": 150}
+    assert summary["examples"] == {"train": 150, "val": 150, "test": 150} and summary["history_len"] == 16
     assert 0.6 < summary["discovery_share_all"] < 0.95
     examples = pq.read_table(prepared / "examples.parquet")
     assert {"user", "target", "candidates", "is_discovery"} <= set(examples.column_names)
@@ -164,7 +165,8 @@ def test_prepare_data_reports_bad_input_with_file_and_line(tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "events.csv").write_text("user,item,timestamp\nu1,1,1000\nu1,2,yesterday\n")
-    (logs / "items.csv").write_text("item,title\n1,A\n2,B\n")
+    # a whole catalog: it is read and checked before the log (a catalog error would come first)
+    (logs / "items.csv").write_text("item,title,year,genres,tags,kind,series_id,episode\n1,A,,,,,,\n2,B,,,,,,\n")
     result = run_tool("prepare_data.py", "data=parquet", f"data.path={logs}", "data.interactions=events.csv",
                       "data.items=items.csv", "data.columns.event=", "data.columns.duration=")
     assert result.returncode == 1
