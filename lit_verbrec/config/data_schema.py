@@ -119,9 +119,10 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     """Settings of the built-in synthetic streaming log."""
     interactions: str = "interactions.parquet"
-    """parquet source: interactions file (.parquet or .csv), relative to data.path."""
+    """parquet source: interactions file (.parquet or .csv) relative to data.path, or a folder of such part
+    files (hive `key=value` folders become text columns; lit_verbrec/data/tables.py)."""
     items: str = "items.parquet"
-    """parquet source: item catalog file (.parquet or .csv), relative to data.path."""
+    """parquet source: item catalog file (.parquet or .csv) relative to data.path, or a folder of part files."""
     columns: InteractionColumns = field(default_factory=InteractionColumns)
     """parquet source: which source column is which canonical interaction column."""
     item_columns: ItemColumns = field(default_factory=ItemColumns)

@@ -11,7 +11,8 @@ one place and every source is cleaned the same way:
   keep the order the reader gave them (a MovieLens thumb stays after its play).
 
 A reader may add a `_row` column (source line number, or 1-based row for Parquet) to either
-frame: messages then say "<file> line N" and the column is dropped from the output.
+frame: messages then say "<file> line N" and the column is dropped from the output; a folder
+source adds `_part` too (the part file of each row): "<folder>/<part> row N".
 Everything is vectorised: a million interactions take a fraction of a second.
 """
 
@@ -25,10 +26,12 @@ import pyarrow.compute as pc
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, INTERACTIONS, ITEMS, CanonicalData, DataError
 
-__all__ = ["ROW", "finalize", "split_list_cells"]
+__all__ = ["PART", "ROW", "finalize", "locations", "location", "split_list_cells"]
 
 ROW = "_row"
 """Optional column with each row's source line (or Parquet row) number, used in messages only."""
+PART = "_part"
+"""Optional column (categorical) with each row's part file, relative to a folder source; messages only."""
 
 _KEY = ["user", "item", "timestamp", "event"]
 _LIST = pa.list_(pa.string())
@@ -50,13 +53,18 @@ def split_list_cells(cells: pa.Array, separator: str, drop: tuple[str, ...] = ()
     return pa.ListArray.from_arrays(pa.array(offsets), parts)
 
 
-def _where(source: str, rows: np.ndarray | None, label: str, i: int) -> str:
-    """The most specific location we know for row i: "<source> line N", else the file alone."""
-    return f"{source} {label} {int(rows[i])}" if rows is not None else source
+def location(source: str, rows: pd.DataFrame | None, label: str, i: int) -> str:
+    """The most specific place we know for row i: "<source> line N", "<source>/<part> row N" for a
+    folder source, else the source alone. `rows`: `locations(frame)`."""
+    if rows is None:
+        return source
+    part = f"/{rows[PART].iat[i]}" if PART in rows.columns else ""
+    return f"{source}{part} {label} {int(rows[ROW].iat[i])}"
 
 
-def _rows(frame: pd.DataFrame) -> np.ndarray | None:
-    return frame[ROW].to_numpy() if ROW in frame.columns else None
+def locations(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The frame's location columns (_row, and _part where there is one), None without _row."""
+    return frame[[c for c in (ROW, PART) if c in frame.columns]] if ROW in frame.columns else None
 
 
 def _require_columns(frame: pd.DataFrame, names: list[str], source: str) -> None:
@@ -65,10 +73,10 @@ def _require_columns(frame: pd.DataFrame, names: list[str], source: str) -> None
         raise DataError(f"{source}: missing canonical column(s) {', '.join(missing)}; columns present: {', '.join(map(str, frame.columns))}")
 
 
-def _first_bad(mask: np.ndarray, source: str, rows: np.ndarray | None, label: str, problem: str) -> None:
+def _first_bad(mask: np.ndarray, source: str, rows: pd.DataFrame | None, label: str, problem: str) -> None:
     """Raise for the first True in `mask`: a reader should have caught these, so it is a bug or bad data."""
     if mask.any():
-        raise DataError(f"{_where(source, rows, label, int(np.argmax(mask)))}: {problem}")
+        raise DataError(f"{location(source, rows, label, int(np.argmax(mask)))}: {problem}")
 
 
 def _timestamps(values: pd.Series, source: str) -> pd.Series:
@@ -85,7 +93,7 @@ def _timestamps(values: pd.Series, source: str) -> pd.Series:
 
 def _items_table(items: pd.DataFrame, source: str, label: str) -> pa.Table:
     _require_columns(items, ITEMS.names, source)
-    rows = _rows(items)
+    rows = locations(items)
     ids = items["item"]
     _first_bad((ids.isna() | (ids.astype(str) == "")).to_numpy(), source, rows, label, "empty item id")
     ids = ids.astype(str)
@@ -93,8 +101,8 @@ def _items_table(items: pd.DataFrame, source: str, label: str) -> pa.Table:
     if dup.any():
         i = int(np.argmax(dup))
         first = int(np.argmax((ids == ids.iloc[i]).to_numpy()))
-        earlier = f" (first at {label} {int(rows[first])})" if rows is not None else ""
-        raise DataError(f"{_where(source, rows, label, i)}: duplicate item id '{ids.iloc[i]}' in the catalog{earlier}")
+        earlier = f" (first at {location(source, rows, label, first)})" if rows is not None else ""
+        raise DataError(f"{location(source, rows, label, i)}: duplicate item id '{ids.iloc[i]}' in the catalog{earlier}")
     _first_bad(items["title"].isna().to_numpy(), source, rows, label, "item has no title")
     kind = items["kind"]
     _first_bad((~kind.isin(["movie", "series"])).to_numpy(), source, rows, label,
@@ -118,7 +126,7 @@ def _lists(values: pd.Series) -> pa.Array:
 
 
 def _interactions_table(frame: pd.DataFrame) -> pa.Table:
-    extras = [c for c in frame.columns if c not in INTERACTIONS.names and c != ROW]
+    extras = [c for c in frame.columns if c not in INTERACTIONS.names and c not in (ROW, PART)]
     arrays = [
         pa.array(frame["user"], pa.string()),
         pa.array(frame["item"], pa.string()),
@@ -150,7 +158,7 @@ def finalize(interactions: pd.DataFrame, items: pd.DataFrame, report: DataReport
     _require_columns(interactions, INTERACTIONS.names, source)
 
     frame = interactions.reset_index(drop=True)
-    rows = _rows(frame)
+    rows = locations(frame)
     for name in ("user", "item", "event"):
         # Readers turn bad ids into counted skips; here a null would silently become "nan".
         missing = frame[name].isna() | (frame[name].astype(str) == "")
@@ -172,13 +180,13 @@ def finalize(interactions: pd.DataFrame, items: pd.DataFrame, report: DataReport
     dup = frame.duplicated(_KEY, keep="first").to_numpy()
     if dup.any():
         i = int(np.argmax(dup))
-        first = f"{_where(source, rows, row_label, i)} (user '{frame['user'].iat[i]}', item '{frame['item'].iat[i]}')"
+        first = f"{location(source, rows, row_label, i)} (user '{frame['user'].iat[i]}', item '{frame['item'].iat[i]}')"
         report.skip("duplicate interactions", int(dup.sum()), first)
     orphan = ~frame["item"].isin(catalog.column("item").to_pandas()).to_numpy() & ~dup
     if orphan.any():
         i = int(np.argmax(orphan))
         report.skip("interactions on items missing from the catalog", int(orphan.sum()),
-                    f"{_where(source, rows, row_label, i)} (item '{frame['item'].iat[i]}')")
+                    f"{location(source, rows, row_label, i)} (item '{frame['item'].iat[i]}')")
     keep = np.flatnonzero(~dup & ~orphan)
     if len(keep) == 0:
         raise DataError(f"{source}: no interactions left: none is on an item of the catalog {items_source}")

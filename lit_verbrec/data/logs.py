@@ -1,4 +1,5 @@
-"""Read generic interaction logs and an item catalog (`data.source=parquet`) from Parquet or CSV.
+"""Read generic interaction logs and an item catalog (`data.source=parquet`) from Parquet or CSV,
+each one file or a folder of part files (hive partitions included; data/tables.py).
 
 `data.columns` / `data.item_columns` say which source column is which canonical column; an
 empty mapping means the source has none (no event column: every row is a play; no duration:
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lit_verbrec.config.schema import DataConfig
-from lit_verbrec.data.canonical import ROW, finalize, split_list_cells
+from lit_verbrec.data.canonical import PART, ROW, finalize, location, locations, split_list_cells
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, CanonicalData, DataError
 from lit_verbrec.data.tables import read_head, read_table, table_path
@@ -97,7 +98,7 @@ def _mapped(raw: pd.DataFrame, mapping: dict[str, str], section: str, name: str,
             continue
         if column not in raw.columns:
             hint = "" if required else f"; set data.{section}.{key}='' if the file has none"
-            listed = ", ".join(str(c) for c in raw.columns if c != ROW)
+            listed = ", ".join(str(c) for c in raw.columns if c not in (ROW, PART))
             raise DataError(f"{name}: missing column '{column}' (mapped from data.{section}.{key}){hint}; columns present: {listed}")
         present[key] = column
     return present
@@ -105,7 +106,7 @@ def _mapped(raw: pd.DataFrame, mapping: dict[str, str], section: str, name: str,
 
 def _interactions(raw: pd.DataFrame, cfg: DataConfig, report: DataReport, name: str, label: str) -> pd.DataFrame:
     source = _mapped(raw, asdict(cfg.columns), "columns", name, "interactions")
-    extras = [c for c in raw.columns if c not in source.values() and c != ROW]
+    extras = [c for c in raw.columns if c not in source.values() and c not in (ROW, PART)]
     clash = [c for c in extras if c in asdict(cfg.columns)]
     if clash:
         raise DataError(f"{name}: column '{clash[0]}' is not mapped to data.columns.{clash[0]} but has a canonical "
@@ -147,12 +148,12 @@ def _interactions(raw: pd.DataFrame, cfg: DataConfig, report: DataReport, name: 
                    ("rows with negative durations", negative, source["duration"], lambda v: f"negative duration '{v}'")]
     bad = _apply_checks(raw, checks, cfg.on_bad_row, report, name, label)
     frame = pd.DataFrame({"user": user, "item": item, "timestamp": timestamp, "event": event, "duration": duration})
-    return pd.concat([frame, raw[[*extras, ROW]]], axis=1)[~bad]
+    return pd.concat([frame, raw[[*extras, *locations(raw).columns]]], axis=1)[~bad]
 
 
 def _apply_checks(raw: pd.DataFrame, checks: list, on_bad_row: str, report: DataReport, name: str, label: str) -> np.ndarray:
     """Mask of rows to drop; raises for the earliest bad row when on_bad_row is error."""
-    rows = raw[ROW].to_numpy()
+    rows = locations(raw)
     bad = np.zeros(len(raw), dtype=bool)
     firsts = []
     for reason, mask, column, problem in checks:
@@ -160,7 +161,7 @@ def _apply_checks(raw: pd.DataFrame, checks: list, on_bad_row: str, report: Data
         if not new.any():
             continue
         i = int(np.argmax(new))
-        where, value = f"{name} {label} {rows[i]}, column '{column}'", _shown(raw[column].iloc[i])
+        where, value = f"{location(name, rows, label, i)}, column '{column}'", _shown(raw[column].iloc[i])
         firsts.append((i, f"{where}: {problem(value)}"))
         if on_bad_row == "skip":
             report.skip(reason, int(new.sum()), f"{where}: '{value}'")
@@ -183,7 +184,7 @@ def _whole_numbers(raw: pd.DataFrame, column: str, name: str, label: str) -> pd.
     bad = (number.isna() & ~blank) | (number.notna() & ((number % 1 != 0) | (number.abs() > 2**31 - 1)))
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"{name} {label} {raw[ROW].iloc[i]}, column '{column}': cannot parse whole number "
+        raise DataError(f"{location(name, locations(raw), label, i)}, column '{column}': cannot parse whole number "
                         f"'{_shown(raw[column].iloc[i])}'")
     return number.astype("Int32")
 
@@ -203,7 +204,7 @@ def _items(raw: pd.DataFrame, cfg: DataConfig, name: str, label: str) -> pd.Data
         empty = (frame[key] == "").to_numpy()
         if empty.any():
             i = int(np.argmax(empty))
-            raise DataError(f"{name} {label} {raw[ROW].iloc[i]}, column '{source[key]}': empty {key}")
+            raise DataError(f"{location(name, locations(raw), label, i)}, column '{source[key]}': empty {key}")
     none = pd.Series([None] * len(raw), index=raw.index, dtype=object)
     for key in ("year", "episode"):
         frame[key] = _whole_numbers(raw, source[key], name, label) if key in source else pd.Series(pd.NA, index=raw.index, dtype="Int32")
@@ -212,7 +213,7 @@ def _items(raw: pd.DataFrame, cfg: DataConfig, name: str, label: str) -> pd.Data
     # An empty kind cell is a movie, like an absent kind column; other values are checked by finalize.
     frame["kind"] = _text(raw[source["kind"]]).replace("", "movie") if "kind" in source else "movie"
     frame["series_id"] = _text(raw[source["series_id"]]).replace("", None) if "series_id" in source else none
-    return frame.assign(**{ROW: raw[ROW]})
+    return frame.assign(**{c: raw[c] for c in locations(raw).columns})
 
 
 def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:

@@ -1,8 +1,12 @@
-"""One table file of a log, read whole or only its head, with each row's number for messages.
+"""One table of a log, read whole or only its head, with each row's place for messages.
 
-CSV cells are read as text (ids keep leading zeros, nothing becomes NaN) in the given encoding;
-Parquet columns keep their types. Every frame carries `_row` (canonical.ROW): the CSV line (blank
-lines and multi-line cells counted) or the Parquet row, from 1, which errors quote.
+A table is one .csv or .parquet file, or a folder of part files of one kind, as Spark, Hive or
+DuckDB write them: every file below it (hidden files and `_SUCCESS`-style markers skipped), in
+path order, and each `key=value` folder on the way (hive partitioning, e.g. `date=2025-06-01/`)
+adds a text column `key`. CSV cells are read as text (ids keep leading zeros, nothing becomes
+NaN) in the given encoding; Parquet columns keep their types. Every frame carries `_row`
+(canonical.ROW): the CSV line (blank lines and multi-line cells counted) or the Parquet row, from
+1, which errors quote; a folder's frame also `_part` (canonical.PART), the part file of each row.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import codecs
 import csv
 import io
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -18,10 +23,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lit_verbrec.data.canonical import ROW
+from lit_verbrec.data.canonical import PART, ROW
 from lit_verbrec.data.schema import DataError
 
 __all__ = ["HEAD_ROWS", "read_head", "read_table", "table_path"]
+
+class EmptyTable(DataError):
+    """A table file with no rows: an error for a file, a skipped part in a folder."""
+
 
 HEAD_ROWS = 10_000
 """Rows of the log checked before the full read (read_logs)."""
@@ -59,7 +68,7 @@ def _parse_csv(data: bytes, name: str, encoding: str) -> tuple[pd.DataFrame, str
         raise DataError(f"data.encoding: unknown encoding '{encoding}'") from None
     header = next((record for record in csv.reader(io.StringIO(text, newline="")) if record), None)
     if header is None:
-        raise DataError(f"{name}: no rows")
+        raise EmptyTable(f"{name}: no rows")
     utf8 = data if codecs.lookup(encoding).name == "utf-8" else text.encode("utf-8")
     try:
         table = pacsv.read_csv(pa.BufferReader(utf8), parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -67,7 +76,7 @@ def _parse_csv(data: bytes, name: str, encoding: str) -> tuple[pd.DataFrame, str
     except pa.ArrowInvalid as exc:
         raise DataError(f"{name}: {exc}") from None
     if table.num_rows == 0:
-        raise DataError(f"{name}: no rows")
+        raise EmptyTable(f"{name}: no rows")
     return table.to_pandas().assign(**{ROW: _csv_lines(text, table.num_rows, utf8)}), "line"
 
 
@@ -76,19 +85,96 @@ def _nullable_ints(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | Non
     return pd.Int64Dtype() if pa.types.is_signed_integer(dtype) else None
 
 
+SUFFIXES = (".csv", ".parquet")
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+"""The folder value Hive and Spark write for a null partition key."""
+
+
 def table_path(folder: Path, name: str) -> Path:
-    """`folder/name`, a .csv or .parquet file that exists; a DataError naming the problem otherwise."""
+    """`folder/name`: a .csv or .parquet file, or a folder holding part files of one of those
+    kinds; a DataError naming the problem otherwise."""
     path = folder / name
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"{name}: unsupported file type '{path.suffix}' (expected .parquet or .csv)")
+    if path.is_dir():
+        part_files(path, name)
+        return path
+    if path.suffix.lower() not in SUFFIXES:
+        raise DataError(f"{name}: unsupported file type '{path.suffix}' (expected .parquet or .csv, or a folder of them)")
     if not path.is_file():
         raise DataError(f"{name}: no such file in {folder}")
     return path
 
 
+def part_files(folder: Path, name: str) -> list[Path]:
+    """The part files below `folder`, in path order; all .csv or all .parquet."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts))
+    kinds = {p.suffix.lower() for p in files}
+    if not files or not kinds <= set(SUFFIXES):
+        odd = next((p for p in files if p.suffix.lower() not in SUFFIXES), None)
+        raise DataError(f"{name}: a folder table needs .parquet or .csv part files"
+                        + (f"; found {odd.relative_to(folder)}" if odd else "; it holds none"))
+    if len(kinds) > 1:
+        raise DataError(f"{name}: part files of both kinds (.csv and .parquet); keep one kind per table")
+    return files
+
+
+def _partition_columns(relative: Path) -> dict[str, str | None]:
+    """{key: value} of the `key=value` folders of a part file's relative path."""
+    values = {}
+    for folder in relative.parts[:-1]:
+        key, sep, value = folder.partition("=")
+        if sep and key:
+            value = unquote(value)
+            values[unquote(key)] = None if value == HIVE_NULL else value
+    return values
+
+
+def _read_folder(path: Path, name: str, encoding: str, head_rows: int | None = None) -> tuple[pd.DataFrame, str] | None:
+    """Every part file of the folder `path` (the first `head_rows` rows of the first one only, when
+    given) as one frame with _row, _part and the partition columns."""
+    frames, label = [], "row"
+    for file in part_files(path, name):
+        relative = file.relative_to(path)
+        shown = f"{name.rstrip('/')}/{relative.as_posix()}"
+        try:
+            read = _read_file(file, shown, encoding) if head_rows is None else _head_file(file, shown, encoding, head_rows)
+        except EmptyTable:
+            continue                     # writers leave empty parts (a partition with no rows)
+        if read is None:
+            return None
+        frame, label = read
+        partitions = _partition_columns(relative)
+        clash = next((key for key in partitions if key in frame.columns), None)
+        if clash is not None:
+            raise DataError(f"{shown}: column '{clash}' is in the file and in its folder name ({clash}=...); "
+                            f"rename one of them")
+        frames.append(frame.assign(**partitions, **{PART: relative.as_posix()}))
+        if head_rows is not None:
+            break
+    if not frames:
+        raise DataError(f"{name}: no rows (every part file is empty)")
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    out[PART] = out[PART].astype("category")      # a few part names, not one string per row
+    return out, label
+
+
 def read_table(folder: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
-    """`folder/name` as a frame with `_row`, and the word for its rows ("line" or "row")."""
+    """`folder/name` (a file, or a folder of part files) as a frame with `_row` (and `_part` for a
+    folder), and the word for its rows ("line" or "row")."""
     path = table_path(folder, name)
+    return _read_folder(path, name, encoding) if path.is_dir() else _read_file(path, name, encoding)
+
+
+def read_head(folder: Path, name: str, encoding: str, rows: int | None = None) -> tuple[pd.DataFrame, str] | None:
+    """The first `rows` (default HEAD_ROWS) rows of `folder/name` (of its first part file, for a
+    folder) as `read_table` numbers them, without reading the rest; None where that cannot be done
+    cheaply (a head cut inside a quoted multi-line CSV cell), and the full read then reports
+    whatever is wrong."""
+    path, rows = table_path(folder, name), rows or HEAD_ROWS
+    return _read_folder(path, name, encoding, rows) if path.is_dir() else _head_file(path, name, encoding, rows)
+
+
+def _read_file(path: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
     if path.suffix.lower() == ".csv":
         return _read_csv(path, name, encoding)
     try:
@@ -96,22 +182,18 @@ def read_table(folder: Path, name: str, encoding: str) -> tuple[pd.DataFrame, st
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
     if len(frame) == 0:
-        raise DataError(f"{name}: no rows")
+        raise EmptyTable(f"{name}: no rows")
     return frame.assign(**{ROW: np.arange(1, len(frame) + 1)}), "row"
 
 
-def read_head(folder: Path, name: str, encoding: str, rows: int | None = None) -> tuple[pd.DataFrame, str] | None:
-    """The first `rows` (default HEAD_ROWS) rows of `folder/name` as `read_table` numbers them, without reading the rest;
-    None where that cannot be done cheaply (a head cut inside a quoted multi-line CSV cell), and
-    the full read then reports whatever is wrong."""
-    path, rows = table_path(folder, name), rows or HEAD_ROWS
+def _head_file(path: Path, name: str, encoding: str, rows: int) -> tuple[pd.DataFrame, str] | None:
     if path.suffix.lower() == ".parquet":
         try:
             batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
         if batch is None or batch.num_rows == 0:
-            raise DataError(f"{name}: no rows")
+            raise EmptyTable(f"{name}: no rows")
         frame = batch.to_pandas(types_mapper=_nullable_ints)
         return frame.assign(**{ROW: np.arange(1, len(frame) + 1)}), "row"
     with path.open("rb") as file:

@@ -160,7 +160,7 @@ def test_earliest_bad_row_is_reported_and_skips_count_each_row_once(tmp_path):
 
 def test_duplicate_item_id_in_catalog(tmp_path):
     cfg = setup(tmp_path, HEADER + "u,m1,1700000000,play,\n", items=ITEMS + "m1,Heat again,1995,,,movie,,\n")
-    with raises("items.csv line 4: duplicate item id 'm1' in the catalog (first at line 2)"):
+    with raises("items.csv line 4: duplicate item id 'm1' in the catalog (first at items.csv line 2)"):
         read_logs(cfg, DataReport())
 
 
@@ -172,7 +172,7 @@ def test_bad_year_in_catalog(tmp_path):
 
 def test_unsupported_suffix(tmp_path):
     cfg = DataConfig(source="parquet", path=str(tmp_path), interactions="log.json")
-    with raises("log.json: unsupported file type '.json' (expected .parquet or .csv)"):
+    with raises("log.json: unsupported file type '.json' (expected .parquet or .csv, or a folder of them)"):
         read_logs(cfg, DataReport())
 
 
