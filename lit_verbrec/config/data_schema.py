@@ -139,10 +139,18 @@ class DataConfig:
     """Text encoding of CSV files; a byte that does not decode is an error naming file and line."""
     on_bad_row: str = "error"
     """A row that cannot be parsed (timestamp, negative duration, unknown event): error, or skip and count."""
+    sample_users: float = 0.0
+    """Keep only some users, chosen by a stable hash of the user id (the same users on every run and
+    machine, whatever the file layout): a share in (0, 1), or a number of users (a whole number >= 1);
+    0: every user. Applied while the log is read (Parquet is streamed in batches, so only the sample
+    is held in memory; lit_verbrec/data/user_sample.py). The examples are built from the sampled log."""
     examples: ExamplesConfig = field(default_factory=ExamplesConfig)
     """How interactions become reranking examples."""
 
     def __post_init__(self) -> None:
+        require(self.sample_users >= 0 and (self.sample_users < 1 or float(self.sample_users).is_integer()),
+                "data.sample_users", f"must be 0 (every user), a share in (0, 1) or a whole number of users, "
+                f"got {self.sample_users}")
         choice(self.source, "data.source", ("synthetic", "movielens", "parquet"))
         require(self.source == "synthetic" or bool(self.path), "data.path", f"is required for data.source={self.source}")
         choice(self.duration_unit, "data.duration_unit", ("min", "s", "ms"))

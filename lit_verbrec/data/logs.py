@@ -28,7 +28,8 @@ from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import PART, ROW, finalize, location, locations, split_list_cells
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, CanonicalData, DataError
-from lit_verbrec.data.tables import read_head, read_table, table_path
+from lit_verbrec.data.tables import column_batches, read_head, read_table, table_path
+from lit_verbrec.data.user_sample import UserSample
 
 __all__ = ["read_logs", "parse_timestamps"]
 
@@ -217,7 +218,8 @@ def _items(raw: pd.DataFrame, cfg: DataConfig, name: str, label: str) -> pd.Data
 
 
 def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
-    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`.
+    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`, the users of
+    `cfg.sample_users` only (user_sample.py; filtered as the log is read).
 
     Fail fast: the catalog (small) is read and checked first, then the log's first rows (tables.HEAD_ROWS)
     (its mapped columns, and with on_bad_row=error its first bad row: the earliest in the file, so
@@ -228,8 +230,22 @@ def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
     items = _items(raw_items, cfg, cfg.items, items_label)
     head = read_head(folder, cfg.interactions, cfg.encoding)
     if head is not None:
-        _interactions(head[0], cfg, DataReport(), cfg.interactions, head[1])   # raises, or counts into a throwaway report
-    raw, label = read_table(folder, cfg.interactions, cfg.encoding)
+        _mapped(head[0], asdict(cfg.columns), "columns", cfg.interactions, "interactions")   # before any pass
+    sample, user = _sample(cfg, folder), cfg.columns.user
+    keep = None if sample is None else (lambda batch: sample.mask(batch.column(user)))
+    if head is not None:
+        rows = head[0] if sample is None else head[0][sample.mask(pa.array(_text(head[0][user])))]
+        _interactions(rows, cfg, DataReport(), cfg.interactions, head[1])   # raises, or counts into a throwaway report
+    raw, label = read_table(folder, cfg.interactions, cfg.encoding, keep)
+    if len(raw) == 0:
+        raise DataError(f"{cfg.interactions}: no row is of a user in data.sample_users={cfg.sample_users:g}")
     interactions = _interactions(raw, cfg, report, cfg.interactions, label)
     return finalize(interactions, items, report, cfg.interactions, items_source=cfg.items,
                     row_label=label, items_row_label=items_label)
+
+
+def _sample(cfg: DataConfig, folder: Path) -> UserSample | None:
+    """data.sample_users' users (None: all); a count reads the user column once to find them."""
+    batches = (column_batches(folder, cfg.interactions, cfg.columns.user, cfg.encoding)
+               if cfg.sample_users >= 1 else None)
+    return UserSample.of(cfg.sample_users, batches)

@@ -25,16 +25,24 @@ from lit_verbrec.data.movielens import read_movielens
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import CanonicalData, DataError
 from lit_verbrec.data.synthetic import generate
+from lit_verbrec.data.user_sample import UserSample
 
 
 def load_source(cfg: DataConfig, report: DataReport) -> CanonicalData:
-    """Read (or simulate) the configured source into validated canonical tables."""
+    """Read (or simulate) the configured source into validated canonical tables, the users of
+    data.sample_users only (logs: filtered while reading; the others after)."""
+    if cfg.source == "parquet":
+        return read_logs(cfg, report)
     if cfg.source == "synthetic":
         interactions, items = generate(cfg.synthetic, cfg.seed)
-        return finalize(interactions, items, report, "synthetic log")
-    if cfg.source == "movielens":
-        return read_movielens(cfg.path, report)
-    return read_logs(cfg, report)
+        data = finalize(interactions, items, report, "synthetic log")
+    else:
+        data = read_movielens(cfg.path, report)
+    users = data.interactions["user"]
+    sample = UserSample.of(cfg.sample_users, [users.combine_chunks()])
+    if sample is None:
+        return data
+    return CanonicalData(data.interactions.filter(pa.array(sample.mask(users))), data.items)
 
 
 def prepare(cfg: DataConfig, out: str | Path, report: DataReport, progress: bool = True) -> PreparedData:
@@ -42,6 +50,7 @@ def prepare(cfg: DataConfig, out: str | Path, report: DataReport, progress: bool
     Everything skipped on the way is counted in `report`."""
     data = load_source(cfg, report)
     prepared = build_examples(data, cfg.examples, cfg.seed, report, progress=progress)
+    prepared.summary["sample_users"] = cfg.sample_users
     write_prepared(prepared, out)
     return prepared
 

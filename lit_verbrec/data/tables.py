@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -26,7 +27,12 @@ import pyarrow.parquet as pq
 from lit_verbrec.data.canonical import PART, ROW
 from lit_verbrec.data.schema import DataError
 
-__all__ = ["HEAD_ROWS", "read_head", "read_table", "table_path"]
+__all__ = ["HEAD_ROWS", "column_batches", "read_head", "read_table", "table_path"]
+
+RowFilter = Callable[[pa.Table | pa.RecordBatch], np.ndarray]
+"""Rows to keep of a batch of a table ([n] bool), applied while reading (data.sample_users)."""
+BATCH_ROWS = 1 << 16
+"""Parquet rows per batch when a filter streams a file: memory holds the kept rows and one batch."""
 
 class EmptyTable(DataError):
     """A table file with no rows: an error for a file, a skipped part in a folder."""
@@ -51,11 +57,11 @@ def _csv_lines(text: str, records: int, utf8: bytes) -> np.ndarray:
     return np.array(starts) if len(starts) == records else np.arange(2, records + 2)
 
 
-def _read_csv(path: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
-    return _parse_csv(path.read_bytes(), name, encoding)
+def _read_csv(path: Path, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
+    return _parse_csv(path.read_bytes(), name, encoding, keep)
 
 
-def _parse_csv(data: bytes, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
+def _parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
     if data.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
         data = data[len(codecs.BOM_UTF8):]  # Excel's byte order mark would stick to the first column name
     try:
@@ -77,7 +83,11 @@ def _parse_csv(data: bytes, name: str, encoding: str) -> tuple[pd.DataFrame, str
         raise DataError(f"{name}: {exc}") from None
     if table.num_rows == 0:
         raise EmptyTable(f"{name}: no rows")
-    return table.to_pandas().assign(**{ROW: _csv_lines(text, table.num_rows, utf8)}), "line"
+    lines = _csv_lines(text, table.num_rows, utf8)
+    if keep is not None:
+        mask = keep(table)
+        table, lines = table.filter(pa.array(mask)), lines[mask]
+    return table.to_pandas().assign(**{ROW: lines}), "line"
 
 
 def _nullable_ints(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
@@ -129,7 +139,8 @@ def _partition_columns(relative: Path) -> dict[str, str | None]:
     return values
 
 
-def _read_folder(path: Path, name: str, encoding: str, head_rows: int | None = None) -> tuple[pd.DataFrame, str] | None:
+def _read_folder(path: Path, name: str, encoding: str, head_rows: int | None = None,
+                 keep: RowFilter | None = None) -> tuple[pd.DataFrame, str] | None:
     """Every part file of the folder `path` (the first `head_rows` rows of the first one only, when
     given) as one frame with _row, _part and the partition columns."""
     frames, label = [], "row"
@@ -137,7 +148,8 @@ def _read_folder(path: Path, name: str, encoding: str, head_rows: int | None = N
         relative = file.relative_to(path)
         shown = f"{name.rstrip('/')}/{relative.as_posix()}"
         try:
-            read = _read_file(file, shown, encoding) if head_rows is None else _head_file(file, shown, encoding, head_rows)
+            read = (_read_file(file, shown, encoding, keep) if head_rows is None
+                    else _head_file(file, shown, encoding, head_rows, keep))
         except EmptyTable:
             continue                     # writers leave empty parts (a partition with no rows)
         if read is None:
@@ -158,35 +170,73 @@ def _read_folder(path: Path, name: str, encoding: str, head_rows: int | None = N
     return out, label
 
 
-def read_table(folder: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
+def read_table(folder: Path, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
     """`folder/name` (a file, or a folder of part files) as a frame with `_row` (and `_part` for a
-    folder), and the word for its rows ("line" or "row")."""
+    folder), and the word for its rows ("line" or "row"); only the rows `keep` keeps, if given
+    (row numbers stay those of the file)."""
     path = table_path(folder, name)
-    return _read_folder(path, name, encoding) if path.is_dir() else _read_file(path, name, encoding)
+    return _read_folder(path, name, encoding, keep=keep) if path.is_dir() else _read_file(path, name, encoding, keep)
 
 
-def read_head(folder: Path, name: str, encoding: str, rows: int | None = None) -> tuple[pd.DataFrame, str] | None:
+def read_head(folder: Path, name: str, encoding: str, rows: int | None = None,
+              keep: RowFilter | None = None) -> tuple[pd.DataFrame, str] | None:
     """The first `rows` (default HEAD_ROWS) rows of `folder/name` (of its first part file, for a
-    folder) as `read_table` numbers them, without reading the rest; None where that cannot be done
-    cheaply (a head cut inside a quoted multi-line CSV cell), and the full read then reports
-    whatever is wrong."""
+    folder) as `read_table` numbers them, those `keep` keeps, without reading the rest; None where
+    that cannot be done cheaply (a head cut inside a quoted multi-line CSV cell), and the full read
+    then reports whatever is wrong."""
     path, rows = table_path(folder, name), rows or HEAD_ROWS
-    return _read_folder(path, name, encoding, rows) if path.is_dir() else _head_file(path, name, encoding, rows)
+    return (_read_folder(path, name, encoding, rows, keep) if path.is_dir()
+            else _head_file(path, name, encoding, rows, keep))
 
 
-def _read_file(path: Path, name: str, encoding: str) -> tuple[pd.DataFrame, str]:
+def column_batches(folder: Path, name: str, column: str, encoding: str) -> Iterator[pa.Array]:
+    """One column of `folder/name`, batch by batch, every part file in order (a cheap pass: only
+    that column is decoded)."""
+    path = table_path(folder, name)
+    for file in part_files(path, name) if path.is_dir() else [path]:
+        if file.suffix.lower() == ".parquet":
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+                yield batch.column(0)
+        else:
+            reader = pacsv.open_csv(file, read_options=pacsv.ReadOptions(encoding=encoding),
+                                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                                    convert_options=pacsv.ConvertOptions(include_columns=[column],
+                                                                         column_types={column: pa.string()}))
+            for batch in reader:
+                yield batch.column(0)
+
+
+def _read_file(path: Path, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
     if path.suffix.lower() == ".csv":
-        return _read_csv(path, name, encoding)
+        return _read_csv(path, name, encoding, keep)
     try:
-        frame = pq.read_table(path).to_pandas(types_mapper=_nullable_ints)
+        if keep is None:
+            table = pq.read_table(path)
+            rows = np.arange(1, table.num_rows + 1)
+        else:
+            table, rows = _filtered_parquet(path, keep)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
-    if len(frame) == 0:
+    if pq.ParquetFile(path).metadata.num_rows == 0:
         raise EmptyTable(f"{name}: no rows")
-    return frame.assign(**{ROW: np.arange(1, len(frame) + 1)}), "row"
+    return table.to_pandas(types_mapper=_nullable_ints).assign(**{ROW: rows}), "row"
 
 
-def _head_file(path: Path, name: str, encoding: str, rows: int) -> tuple[pd.DataFrame, str] | None:
+def _filtered_parquet(path: Path, keep: RowFilter) -> tuple[pa.Table, np.ndarray]:
+    """The rows `keep` keeps and their 1-based row numbers, one batch in memory at a time."""
+    file = pq.ParquetFile(path)
+    kept, rows, start = [], [], 1
+    for batch in file.iter_batches(batch_size=BATCH_ROWS):
+        mask = keep(batch)
+        kept.append(batch.filter(pa.array(mask)))
+        rows.append(np.flatnonzero(mask) + start)
+        start += batch.num_rows
+    table = pa.Table.from_batches(kept) if kept else file.schema_arrow.empty_table()
+    return table, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def _head_file(path: Path, name: str, encoding: str, rows: int,
+               keep: RowFilter | None = None) -> tuple[pd.DataFrame, str] | None:
     if path.suffix.lower() == ".parquet":
         try:
             batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
@@ -194,14 +244,18 @@ def _head_file(path: Path, name: str, encoding: str, rows: int) -> tuple[pd.Data
             raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
         if batch is None or batch.num_rows == 0:
             raise EmptyTable(f"{name}: no rows")
-        frame = batch.to_pandas(types_mapper=_nullable_ints)
-        return frame.assign(**{ROW: np.arange(1, len(frame) + 1)}), "row"
+        numbers = np.arange(1, batch.num_rows + 1)
+        if keep is not None:
+            mask = keep(batch)
+            batch, numbers = batch.filter(pa.array(mask)), numbers[mask]
+        return batch.to_pandas(types_mapper=_nullable_ints).assign(**{ROW: numbers}), "row"
     with path.open("rb") as file:
         head = b"".join(file.readline() for _ in range(rows + 1))   # the header and `rows` lines
         more = file.read(1) != b""
     try:
-        frame, label = _parse_csv(head, name, encoding)
+        frame, label = _parse_csv(head, name, encoding, keep)
     except DataError:
         return None
     # the last record may continue past the cut (a multi-line cell): it is left to the full read
-    return (frame.iloc[:-1] if more else frame), label
+    last = frame[ROW].max() if more and len(frame) else None
+    return (frame[frame[ROW] != last] if last is not None else frame), label

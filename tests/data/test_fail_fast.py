@@ -31,9 +31,9 @@ def full_reads(monkeypatch) -> list[str]:
     names: list[str] = []
     whole = logs.read_table
 
-    def spy(folder, name, encoding):
+    def spy(folder, name, encoding, keep=None):
         names.append(name)
-        return whole(folder, name, encoding)
+        return whole(folder, name, encoding, keep)
 
     monkeypatch.setattr(logs, "read_table", spy)
     monkeypatch.setattr(tables, "HEAD_ROWS", HEAD)
