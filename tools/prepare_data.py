@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"users {s['users']:,} ({s['users_with_examples']:,} with examples) | examples train {ex['train']:,} "
           f"val {ex['val']:,} test {ex['test']:,} | discovery share {s['discovery_share_all']:.1%} | "
           f"mean history length {s['mean_history_length']:.1f} | {time.perf_counter() - start:.1f} s")
+    if cfg.data.sample_users:
+        print(f"users sampled: data.sample_users={cfg.data.sample_users:g} (by a stable hash of the user id)")
     # the window is fixed here: a run of another size refuses the folder (check_history_window)
     print(f"history window: {cfg.data.examples.history_len} lines (data.examples.history_len, size={cfg.size.name}; "
           f"runs expecting another window refuse this folder)")

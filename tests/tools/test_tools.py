@@ -140,6 +140,17 @@ def _write_movielens_100k(folder: Path, users: int = 30, movies: int = 200, per_
     (folder / "u.data").write_text("\n".join(lines) + "\n")
 
 
+def test_prepare_data_samples_users_and_says_so(tmp_path: Path, prepared: Path):
+    out = tmp_path / "half"
+    result = run_tool("prepare_data.py", *SMALL, "data.sample_users=0.5", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "users sampled: data.sample_users=0.5 (by a stable hash of the user id)" in result.stdout
+    summary, full = (json.loads((folder / "summary.json").read_text()) for folder in (out, prepared))
+    assert summary["sample_users"] == 0.5 and 0.3 * full["users"] < summary["users"] < 0.7 * full["users"]
+    users = set(pq.read_table(out / "examples.parquet", columns=["user"])["user"].to_pylist())
+    assert users < set(pq.read_table(prepared / "examples.parquet", columns=["user"])["user"].to_pylist())
+
+
 def test_prepare_data_on_a_movielens_folder(tmp_path: Path):
     ml = tmp_path / "ml-100k"
     _write_movielens_100k(ml)
