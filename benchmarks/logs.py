@@ -1,0 +1,103 @@
+"""logs: tools/prepare_data.py on an own-logs Parquet pair, the whole log against a user sample.
+
+The log has the shape teams keep: 5 columns (member id, item id, ISO-free unix seconds, one of three
+event kinds, seconds watched), about 100 interactions per user, Zipf-popular items over a catalog
+of 50,000 titles with year, genres and tags. Each measurement is one `prepare_data.py` process with
+the paper's 100-line window (size=8b's); time is its wall clock, memory its peak RSS. The peer, in
+the same run and on the same file, is the whole log; the ratio is sample / whole.
+
+    python tools/bench.py logs [--rows 1000000,5000000] [--sample 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lit_verbrec.config.paths import REPO
+
+TITLES = 50_000
+PER_USER = 100
+GENRES = ["Drama", "Comedy", "Action", "Thriller", "Documentary", "Romance", "Horror", "Animation", "Crime", "Sci-Fi"]
+
+
+def write_logs(folder: Path, rows: int, seed: int = 0) -> None:
+    """events.parquet (`rows` rows) and items.parquet in `folder`."""
+    rng = np.random.default_rng(seed)
+    items = pa.table({
+        "item_id": pa.array([f"t{i}" for i in range(TITLES)]),
+        "name": pa.array([f"Title {i}" for i in range(TITLES)]),
+        "year": pa.array(rng.integers(1950, 2026, TITLES).astype(np.int32)),
+        "genres": pa.array(["|".join(rng.choice(GENRES, 2, replace=False)) for _ in range(TITLES)]),
+        "tags": pa.array([f"tag{i % 97}|tag{i % 89}" for i in range(TITLES)]),
+    })
+    pq.write_table(items, folder / "items.parquet")
+    users = rows // PER_USER
+    writer = None
+    for start in range(0, rows, 1_000_000):        # chunks: the generator itself stays small
+        n = min(1_000_000, rows - start)
+        index = np.arange(start, start + n)
+        popular = (rng.zipf(1.3, n) - 1) % TITLES
+        chunk = pa.table({
+            "member": pa.array(np.char.add("m", (index // PER_USER % users).astype(str))),
+            "item": pa.array(np.char.add("t", popular.astype(str))),
+            "ts": pa.array(1_735_689_600 + (index % PER_USER) * 3_600 + index // PER_USER),
+            "kind": pa.array(np.array(["play", "trailer", "thumb_up"])[rng.choice(3, n, p=[0.8, 0.15, 0.05])]),
+            "seconds": pa.array(rng.integers(60, 7_200, n).astype(np.float64)),
+        })
+        writer = writer or pq.ParquetWriter(folder / "events.parquet", chunk.schema)
+        writer.write_table(chunk)
+    writer.close()
+
+
+def prepare(folder: Path, out: Path, sample: float) -> dict:
+    """One prepare_data.py process: wall seconds and peak RSS (GB), polled every 50 ms."""
+    command = [sys.executable, str(REPO / "tools" / "prepare_data.py"), "data=parquet", "size=8b",
+               f"data.path={folder}", "data.interactions=events.parquet", "data.items=items.parquet",
+               "data.columns.user=member", "data.columns.timestamp=ts", "data.columns.event=kind",
+               "data.columns.duration=seconds", "data.duration_unit=s", "data.item_columns.title=name",
+               "data.item_columns.item=item_id", "data.item_columns.kind=", "data.item_columns.series_id=",
+               "data.item_columns.episode=", f"data.sample_users={sample}", f"out={out}"]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"prepare_data.py failed:\n{stderr[-2000:]}")
+    users = next((line for line in stdout.splitlines() if line.startswith("users ")), "")
+    return {"seconds": time.perf_counter() - started, "peak_gb": peak / 1e9, "users": users.split("|")[0].strip()}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench.py logs", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="1000000,5000000", help="log sizes, comma-separated")
+    parser.add_argument("--sample", type=float, default=0.1, help="data.sample_users of the measured run")
+    args = parser.parse_args(argv)
+    print("| rows | run | time s | peak RSS GB | users |")
+    print("|---|---|---|---|---|")
+    for rows in (int(r) for r in args.rows.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            write_logs(folder, rows)
+            whole = prepare(folder, folder / "whole", 0)
+            sampled = prepare(folder, folder / "sampled", args.sample)
+        for name, m in (("whole log (peer)", whole), (f"data.sample_users={args.sample:g}", sampled)):
+            print(f"| {rows:,} | {name} | {m['seconds']:.1f} | {m['peak_gb']:.2f} | {m['users']} |")
+        print(f"ratio sample / whole at {rows:,} rows: time {sampled['seconds'] / whole['seconds']:.2f}, "
+              f"peak RSS {sampled['peak_gb'] / whole['peak_gb']:.2f}", flush=True)
+    return 0
