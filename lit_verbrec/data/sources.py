@@ -39,7 +39,7 @@ def load_source(cfg: DataConfig, report: DataReport) -> CanonicalData:
     else:
         data = read_movielens(cfg.path, report)
     users = data.interactions["user"]
-    sample = UserSample.of(cfg.sample_users, [users.combine_chunks()])
+    sample = UserSample.of(cfg.sample_users, users.chunks)
     if sample is None:
         return data
     return CanonicalData(data.interactions.filter(pa.array(sample.mask(users))), data.items)

@@ -33,13 +33,15 @@ RowFilter = Callable[[pa.Table | pa.RecordBatch], np.ndarray]
 """Rows to keep of a batch of a table ([n] bool), applied while reading (data.sample_users)."""
 BATCH_ROWS = 1 << 16
 """Parquet rows per batch when a filter streams a file: memory holds the kept rows and one batch."""
+HEAD_ROWS = 10_000
+"""Rows of the log checked before the full read (read_logs)."""
+SUFFIXES = (".csv", ".parquet")
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+"""The folder value Hive and Spark write for a null partition key."""
+
 
 class EmptyTable(DataError):
     """A table file with no rows: an error for a file, a skipped part in a folder."""
-
-
-HEAD_ROWS = 10_000
-"""Rows of the log checked before the full read (read_logs)."""
 
 
 def _csv_lines(text: str, records: int, utf8: bytes) -> np.ndarray:
@@ -61,7 +63,9 @@ def _read_csv(path: Path, name: str, encoding: str, keep: RowFilter | None = Non
     return _parse_csv(path.read_bytes(), name, encoding, keep)
 
 
-def _parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
+def _parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = None,
+               drop_last: bool = False) -> tuple[pd.DataFrame, str]:
+    """`drop_last`: leave out the last record (`data` is a head that may end inside it)."""
     if data.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
         data = data[len(codecs.BOM_UTF8):]  # Excel's byte order mark would stick to the first column name
     try:
@@ -84,20 +88,23 @@ def _parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = N
     if table.num_rows == 0:
         raise EmptyTable(f"{name}: no rows")
     lines = _csv_lines(text, table.num_rows, utf8)
-    if keep is not None:
-        mask = keep(table)
-        table, lines = table.filter(pa.array(mask)), lines[mask]
+    if drop_last:
+        table, lines = table.slice(0, table.num_rows - 1), lines[:-1]
+    table, lines = _kept(table, lines, keep)
     return table.to_pandas().assign(**{ROW: lines}), "line"
+
+
+def _kept(table: pa.Table | pa.RecordBatch, rows: np.ndarray, keep: RowFilter | None):
+    """(the rows `keep` keeps, their numbers); all of them without a filter."""
+    if keep is None:
+        return table, rows
+    mask = keep(table)
+    return table.filter(pa.array(mask)), rows[mask]
 
 
 def _nullable_ints(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
     # Integer ids with nulls would otherwise become floats and print as "42.0".
     return pd.Int64Dtype() if pa.types.is_signed_integer(dtype) else None
-
-
-SUFFIXES = (".csv", ".parquet")
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-"""The folder value Hive and Spark write for a null partition key."""
 
 
 def table_path(folder: Path, name: str) -> Path:
@@ -210,26 +217,25 @@ def _read_file(path: Path, name: str, encoding: str, keep: RowFilter | None = No
     if path.suffix.lower() == ".csv":
         return _read_csv(path, name, encoding, keep)
     try:
+        file = pq.ParquetFile(path)
+        if file.metadata.num_rows == 0:
+            raise EmptyTable(f"{name}: no rows")
         if keep is None:
-            table = pq.read_table(path)
-            rows = np.arange(1, table.num_rows + 1)
+            table, rows = file.read(), np.arange(1, file.metadata.num_rows + 1)
         else:
-            table, rows = _filtered_parquet(path, keep)
+            table, rows = _filtered_parquet(file, keep)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
-    if pq.ParquetFile(path).metadata.num_rows == 0:
-        raise EmptyTable(f"{name}: no rows")
     return table.to_pandas(types_mapper=_nullable_ints).assign(**{ROW: rows}), "row"
 
 
-def _filtered_parquet(path: Path, keep: RowFilter) -> tuple[pa.Table, np.ndarray]:
+def _filtered_parquet(file: pq.ParquetFile, keep: RowFilter) -> tuple[pa.Table, np.ndarray]:
     """The rows `keep` keeps and their 1-based row numbers, one batch in memory at a time."""
-    file = pq.ParquetFile(path)
     kept, rows, start = [], [], 1
     for batch in file.iter_batches(batch_size=BATCH_ROWS):
-        mask = keep(batch)
-        kept.append(batch.filter(pa.array(mask)))
-        rows.append(np.flatnonzero(mask) + start)
+        batch_kept, numbers = _kept(batch, np.arange(start, start + batch.num_rows), keep)
+        kept.append(batch_kept)
+        rows.append(numbers)
         start += batch.num_rows
     table = pa.Table.from_batches(kept) if kept else file.schema_arrow.empty_table()
     return table, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
@@ -244,18 +250,13 @@ def _head_file(path: Path, name: str, encoding: str, rows: int,
             raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
         if batch is None or batch.num_rows == 0:
             raise EmptyTable(f"{name}: no rows")
-        numbers = np.arange(1, batch.num_rows + 1)
-        if keep is not None:
-            mask = keep(batch)
-            batch, numbers = batch.filter(pa.array(mask)), numbers[mask]
+        batch, numbers = _kept(batch, np.arange(1, batch.num_rows + 1), keep)
         return batch.to_pandas(types_mapper=_nullable_ints).assign(**{ROW: numbers}), "row"
     with path.open("rb") as file:
         head = b"".join(file.readline() for _ in range(rows + 1))   # the header and `rows` lines
         more = file.read(1) != b""
     try:
-        frame, label = _parse_csv(head, name, encoding, keep)
+        # the last record may continue past the cut (a multi-line cell): it is left to the full read
+        return _parse_csv(head, name, encoding, keep, drop_last=more)
     except DataError:
         return None
-    # the last record may continue past the cut (a multi-line cell): it is left to the full read
-    last = frame[ROW].max() if more and len(frame) else None
-    return (frame[frame[ROW] != last] if last is not None else frame), label

@@ -34,8 +34,8 @@ def user_hashes(users: pa.Array | pa.ChunkedArray) -> np.ndarray:
 class UserSample:
     """Which users `data.sample_users` keeps; `mask(users)` per batch of rows."""
 
-    def __init__(self, threshold: int, described: str) -> None:
-        self.threshold, self.described = threshold, described    # keep hash < threshold
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold    # keep hash < threshold
 
     @classmethod
     def of(cls, setting: float, user_batches: Iterable[pa.Array] | None = None) -> UserSample | None:
@@ -44,13 +44,12 @@ class UserSample:
         if setting == 0:
             return None
         if setting < 1:
-            return cls(int(setting * FULL), f"{setting:.2%} of users by id hash")
+            return cls(int(setting * FULL))
         count = int(setting)
         if user_batches is None:
             raise ValueError("a number of users needs the log's user ids to find them")
         hashes = np.unique(np.concatenate([np.unique(user_hashes(b)) for b in user_batches] or [np.zeros(0, np.uint64)]))
-        threshold = FULL if count >= len(hashes) else int(hashes[count])
-        return cls(threshold, f"{min(count, len(hashes)):,} users by id hash")
+        return cls(FULL if count >= len(hashes) else int(hashes[count]))
 
     def mask(self, users: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """[n] bool: the row's user is in the sample."""
