@@ -1,4 +1,4 @@
-"""logs: tools/prepare_data.py on an own-logs Parquet pair, the whole log against a user sample.
+"""logs: tools/prepare_data.py on own logs (Parquet or CSV), the whole log against a user sample.
 
 The log has the shape teams keep: 5 columns (member id, item id, ISO-free unix seconds, one of three
 event kinds, seconds watched), about 100 interactions per user, Zipf-popular items over a catalog
@@ -6,7 +6,7 @@ of 50,000 titles with year, genres and tags. Each measurement is one `prepare_da
 the paper's 100-line window (size=8b's); time is its wall clock, memory its peak RSS. The peer, in
 the same run and on the same file, is the whole log; the ratio is sample / whole.
 
-    python tools/bench.py logs [--rows 1000000,5000000] [--sample 0.1]
+    python tools/bench.py logs [--rows 1000000,5000000] [--sample 0.1] [--format parquet|csv]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lit_verbrec.config.paths import REPO
@@ -30,8 +31,8 @@ PER_USER = 100
 GENRES = ["Drama", "Comedy", "Action", "Thriller", "Documentary", "Romance", "Horror", "Animation", "Crime", "Sci-Fi"]
 
 
-def write_logs(folder: Path, rows: int, seed: int = 0) -> None:
-    """events.parquet (`rows` rows) and items.parquet in `folder`."""
+def write_logs(folder: Path, rows: int, seed: int = 0, fmt: str = "parquet") -> str:
+    """events.<fmt> (`rows` rows) and items.parquet in `folder`; returns the log's file name."""
     rng = np.random.default_rng(seed)
     items = pa.table({
         "item_id": pa.array([f"t{i}" for i in range(TITLES)]),
@@ -54,15 +55,18 @@ def write_logs(folder: Path, rows: int, seed: int = 0) -> None:
             "kind": pa.array(np.array(["play", "trailer", "thumb_up"])[rng.choice(3, n, p=[0.8, 0.15, 0.05])]),
             "seconds": pa.array(rng.integers(60, 7_200, n).astype(np.float64)),
         })
-        writer = writer or pq.ParquetWriter(folder / "events.parquet", chunk.schema)
+        if writer is None:
+            writer = (pq.ParquetWriter(folder / "events.parquet", chunk.schema) if fmt == "parquet"
+                      else pacsv.CSVWriter(folder / "events.csv", chunk.schema))
         writer.write_table(chunk)
     writer.close()
+    return f"events.{fmt}"
 
 
-def prepare(folder: Path, out: Path, sample: float) -> dict:
+def prepare(folder: Path, log: str, out: Path, sample: float) -> dict:
     """One prepare_data.py process: wall seconds and peak RSS (GB), polled every 50 ms."""
     command = [sys.executable, str(REPO / "tools" / "prepare_data.py"), "data=parquet", "size=8b",
-               f"data.path={folder}", "data.interactions=events.parquet", "data.items=items.parquet",
+               f"data.path={folder}", f"data.interactions={log}", "data.items=items.parquet",
                "data.columns.user=member", "data.columns.timestamp=ts", "data.columns.event=kind",
                "data.columns.duration=seconds", "data.duration_unit=s", "data.item_columns.title=name",
                "data.item_columns.item=item_id", "data.item_columns.kind=", "data.item_columns.series_id=",
@@ -87,17 +91,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.py logs", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000,5000000", help="log sizes, comma-separated")
     parser.add_argument("--sample", type=float, default=0.1, help="data.sample_users of the measured run")
+    parser.add_argument("--format", default="parquet", choices=("parquet", "csv"), help="the log file's format")
     args = parser.parse_args(argv)
-    print("| rows | run | time s | peak RSS GB | users |")
-    print("|---|---|---|---|---|")
+    print("| rows | log | run | time s | peak RSS GB | users |")
+    print("|---|---|---|---|---|---|")
     for rows in (int(r) for r in args.rows.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            write_logs(folder, rows)
-            whole = prepare(folder, folder / "whole", 0)
-            sampled = prepare(folder, folder / "sampled", args.sample)
+            log = write_logs(folder, rows, fmt=args.format)
+            whole = prepare(folder, log, folder / "whole", 0)
+            sampled = prepare(folder, log, folder / "sampled", args.sample)
         for name, m in (("whole log (peer)", whole), (f"data.sample_users={args.sample:g}", sampled)):
-            print(f"| {rows:,} | {name} | {m['seconds']:.1f} | {m['peak_gb']:.2f} | {m['users']} |")
+            print(f"| {rows:,} | {args.format} | {name} | {m['seconds']:.1f} | {m['peak_gb']:.2f} | {m['users']} |")
         print(f"ratio sample / whole at {rows:,} rows: time {sampled['seconds'] / whole['seconds']:.2f}, "
               f"peak RSS {sampled['peak_gb'] / whole['peak_gb']:.2f}", flush=True)
     return 0

@@ -2,7 +2,7 @@
 the implementations are in benchmarks/, one file each.
 
     python tools/bench.py data           # 1,000,000 interactions (6,000 users) -> reranking examples, vs pandas per user
-    python tools/bench.py logs           # prepare_data.py on own-logs Parquet (1M, 5M rows), a user sample vs the whole log
+    python tools/bench.py logs           # prepare_data.py on own logs, Parquet or CSV (1M, 5M rows), a user sample vs the whole log
     python tools/bench.py logprobs       # peak memory of per-token log-probs, vocab 151,936
     python tools/bench.py grpo           # GRPO step time and peak memory vs trl's GRPOTrainer
     python tools/bench.py oracle         # oracle client requests/s at concurrency 1, 8, 32

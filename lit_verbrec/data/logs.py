@@ -28,7 +28,7 @@ from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import PART, ROW, finalize, location, locations, split_list_cells
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, CanonicalData, DataError
-from lit_verbrec.data.tables import column_batches, read_head, read_table, table_path
+from lit_verbrec.data.tables import Table, column_batches, locate, read_head, read_table
 from lit_verbrec.data.user_sample import UserSample
 
 __all__ = ["read_logs", "parse_timestamps"]
@@ -225,18 +225,18 @@ def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
     (its mapped columns, and with on_bad_row=error its first bad row: the earliest in the file, so
     the same message the full read would give), and only then the whole log."""
     folder = Path(cfg.path)
-    table_path(folder, cfg.interactions), table_path(folder, cfg.items)    # both there, before reading either
-    raw_items, items_label = read_table(folder, cfg.items, cfg.encoding)
+    log, catalog = locate(folder, cfg.interactions), locate(folder, cfg.items)   # both there, before reading either
+    raw_items, items_label = read_table(catalog, cfg.encoding)
     items = _items(raw_items, cfg, cfg.items, items_label)
-    head = read_head(folder, cfg.interactions, cfg.encoding)
+    head = read_head(log, cfg.encoding)
     if head is not None:
         _mapped(head[0], asdict(cfg.columns), "columns", cfg.interactions, "interactions")   # before any pass
-    sample, user = _sample(cfg, folder), cfg.columns.user
+    sample, user = _sample(cfg, log), cfg.columns.user
     keep = None if sample is None else (lambda batch: sample.mask(batch.column(user)))
     if head is not None:
         rows = head[0] if sample is None else head[0][sample.mask(pa.array(_text(head[0][user])))]
         _interactions(rows, cfg, DataReport(), cfg.interactions, head[1])   # raises, or counts into a throwaway report
-    raw, label = read_table(folder, cfg.interactions, cfg.encoding, keep)
+    raw, label = read_table(log, cfg.encoding, keep)
     if len(raw) == 0:
         raise DataError(f"{cfg.interactions}: no row is of a user in data.sample_users={cfg.sample_users:g}")
     interactions = _interactions(raw, cfg, report, cfg.interactions, label)
@@ -244,8 +244,8 @@ def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
                     row_label=label, items_row_label=items_label)
 
 
-def _sample(cfg: DataConfig, folder: Path) -> UserSample | None:
+def _sample(cfg: DataConfig, log: Table) -> UserSample | None:
     """data.sample_users' users (None: all); a count reads the user column once to find them."""
-    batches = (column_batches(folder, cfg.interactions, cfg.columns.user, cfg.encoding)
+    batches = (column_batches(log, cfg.columns.user, cfg.encoding)
                if cfg.sample_users >= 1 else None)
     return UserSample.of(cfg.sample_users, batches)

@@ -31,9 +31,9 @@ def full_reads(monkeypatch) -> list[str]:
     names: list[str] = []
     whole = logs.read_table
 
-    def spy(folder, name, encoding, keep=None):
-        names.append(name)
-        return whole(folder, name, encoding, keep)
+    def spy(table, encoding, keep=None):
+        names.append(table.name)
+        return whole(table, encoding, keep)
 
     monkeypatch.setattr(logs, "read_table", spy)
     monkeypatch.setattr(tables, "HEAD_ROWS", HEAD)
@@ -85,7 +85,7 @@ def test_a_catalog_error_comes_before_any_read_of_the_log(tmp_path, full_reads, 
     cfg = write_csv(tmp_path, log_rows(50))
     (tmp_path / "items.csv").write_text("item,name\nm1,Heat\n")
     heads: list[str] = []
-    monkeypatch.setattr(logs, "read_head", lambda folder, name, encoding: heads.append(name))
+    monkeypatch.setattr(logs, "read_head", lambda table, encoding: heads.append(table.name))
     with pytest.raises(DataError, match=re.escape("items.csv: missing column 'title'")):
         read_logs(cfg, DataReport())
     assert full_reads == ["items.csv"] and heads == []
@@ -101,7 +101,7 @@ def test_a_parquet_head_is_its_first_rows(tmp_path, full_reads):
     with pytest.raises(DataError, match=re.escape("log.parquet row 4, column 'event': unknown event 'hover'")):
         read_logs(cfg, DataReport())
     assert full_reads == ["items.csv"]
-    head, label = tables.read_head(tmp_path, "log.parquet", "utf-8")
+    head, label = tables.read_head(tables.locate(tmp_path, "log.parquet"), "utf-8")
     assert label == "row" and head["_row"].tolist() == [1, 2, 3, 4, 5] and head["event"].tolist()[3] == "hover"
 
 
@@ -109,7 +109,7 @@ def test_a_csv_head_cut_inside_a_multiline_cell_leaves_it_to_the_full_read(tmp_p
     rows = log_rows(12)
     rows[4]["note"] = "two\nlines"                # the cut after HEAD lines falls inside this cell
     cfg = write_csv(tmp_path, rows)
-    head, _ = tables.read_head(tmp_path, "log.csv", "utf-8")
+    head, _ = tables.read_head(tables.locate(tmp_path, "log.csv"), "utf-8")
     # header + HEAD lines end inside row 4's cell; that record is dropped: it may continue past the cut
     assert head["_row"].tolist() == [2, 3, 4, 5] and head["note"].fillna("").tolist() == [""] * 4
     data = read_logs(cfg, DataReport())

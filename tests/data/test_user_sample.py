@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lit_verbrec.config.schema import DataConfig
-from lit_verbrec.data import tables
+from lit_verbrec.data import csv_files, tables
 from lit_verbrec.data.logs import read_logs
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
@@ -112,3 +112,73 @@ def test_no_sampled_user_is_a_clear_error(tmp_path):
 def test_a_setting_that_is_neither_a_share_nor_a_count_is_refused(value):
     with pytest.raises(ValueError, match=re.escape("data.sample_users")):
         DataConfig(sample_users=value)
+
+
+def sampled(share: float):
+    """The row filter read_logs gives a table for data.sample_users=share."""
+    sample = UserSample.of(share)
+    return lambda batch: sample.mask(batch.column("user"))
+
+
+@pytest.fixture
+def whole_csv_reads(monkeypatch) -> list[str]:
+    """Names of the CSV files decoded whole; CSV blocks cut to 1 kB so a streamed read takes many."""
+    monkeypatch.setattr(csv_files, "CSV_BLOCK_BYTES", 1024)
+    names: list[str] = []
+    whole = csv_files.parse_csv
+
+    def spy(data, name, *args, **kwargs):
+        if "drop_last" not in kwargs:                # a head is parsed with drop_last
+            names.append(name)
+        return whole(data, name, *args, **kwargs)
+
+    monkeypatch.setattr(csv_files, "parse_csv", spy)
+    return names
+
+
+def test_a_sampled_csv_is_streamed_and_keeps_its_line_numbers(tmp_path, whole_csv_reads):
+    frame = log()
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    assert (tmp_path / "log.csv").stat().st_size > 20 * 1024        # many blocks
+    data = read_logs(config(tmp_path, "log.csv", sample_users=0.1), DataReport())
+    assert users_of(data) == expected(0.1) and whole_csv_reads == ["items.csv"]
+    got, label = tables.read_table(tables.locate(tmp_path, "log.csv"), "utf-8", sampled(0.1))
+    kept = frame["user"].isin(expected(0.1)).to_numpy()
+    assert label == "line" and got["_row"].tolist() == (np.flatnonzero(kept) + 2).tolist()    # header on line 1
+    assert got.drop(columns="_row").equals(frame[kept].reset_index(drop=True))
+    inside = sorted(expected(0.1))[0]
+
+    frame = log(bad_user=inside)
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    line = int(np.flatnonzero(frame["event"] == "hover")[0]) + 2
+    with pytest.raises(DataError, match=re.escape(f"bad.csv line {line}, column 'event': unknown event 'hover'")):
+        read_logs(config(tmp_path, "bad.csv", sample_users=0.1), DataReport())
+
+
+def test_a_sampled_csv_in_latin_1_is_streamed(tmp_path, whole_csv_reads):
+    frame = log().assign(note="café")
+    (tmp_path / "log.csv").write_bytes(frame.to_csv(index=False).encode("latin-1"))
+    data = read_logs(config(tmp_path, "log.csv", sample_users=0.1, encoding="latin-1"), DataReport())
+    assert users_of(data) == expected(0.1) and whole_csv_reads == ["items.csv"]
+
+
+def test_a_sampled_csv_whose_records_span_lines_is_numbered_by_the_whole_read(tmp_path, whole_csv_reads):
+    frame = log()
+    frame["note"] = ""
+    inside = sorted(expected(0.1))[0]
+    first = int(np.flatnonzero(frame["user"] == inside)[0])
+    frame.loc[first - 1, "note"] = "two\nlines"            # a record before the sampled user's takes two lines
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    got, _ = tables.read_table(tables.locate(tmp_path, "log.csv"), "utf-8", sampled(0.1))
+    assert set(got["user"]) == expected(0.1) and whole_csv_reads == ["log.csv"]
+    assert got.loc[got["user"] == inside, "_row"].min() == first + 3     # shifted by the extra line
+
+
+def test_invalid_bytes_in_a_sampled_csv_are_reported_as_without_a_sample(tmp_path, whole_csv_reads):
+    text = log().to_csv(index=False).encode()
+    at = text.index(b"\n", len(text) // 2) + 1                  # the start of a line in the middle
+    (tmp_path / "log.csv").write_bytes(text[:at] + b"\xff" + text[at:])
+    line = text[:at].count(b"\n") + 1
+    for sample in (0, 0.1, 25):             # every user, a share (streamed), a count (its user column read first)
+        with pytest.raises(DataError, match=re.escape(f"log.csv line {line}: bytes that are not valid utf-8")):
+            read_logs(config(tmp_path, "log.csv", sample_users=sample), DataReport())

@@ -114,14 +114,15 @@ def test_bench_data_prints_the_ratio():
     assert "same example ids: True" in result.stdout
 
 
-def test_bench_logs_measures_the_whole_log_and_the_sample_and_prints_their_ratio():
-    result = run_tool("bench.py", "logs", "--rows", "20000", "--sample", "0.25")
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_bench_logs_measures_the_whole_log_and_the_sample_and_prints_their_ratio(fmt):
+    result = run_tool("bench.py", "logs", "--rows", "20000", "--sample", "0.25", "--format", fmt)
     assert result.returncode == 0, result.stderr
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 20,000 |")]
-    assert [r[1] for r in rows] == ["whole log (peer)", "data.sample_users=0.25"]
-    whole, sampled = (int(r[4].split()[1].replace(",", "")) for r in rows)       # "users N (...)"
+    assert [r[1:3] for r in rows] == [[fmt, "whole log (peer)"], [fmt, "data.sample_users=0.25"]]
+    whole, sampled = (int(r[5].split()[1].replace(",", "")) for r in rows)       # "users N (...)"
     assert whole == 200 and 25 < sampled < 75
-    assert all(float(r[3]) > 0.05 for r in rows)                                # a real peak RSS, in GB
+    assert all(float(r[4]) > 0.05 for r in rows)                                # a real peak RSS, in GB
     assert "ratio sample / whole at 20,000 rows: time " in result.stdout and "peak RSS " in result.stdout
 
 
