@@ -2,6 +2,7 @@
 
     python tools/submit.py stage=both size=tiny cluster=local      # this machine, stage 1 then stage 2
     python tools/submit.py stage=both size=32b cluster=slurm       # two Slurm jobs, stage 2 afterok stage 1
+    python tools/submit.py stage=all size=32b cluster=slurm data=parquet data.path=...   # prepare the log first (CPU job)
     python tools/submit.py stage=both size=32b cluster=slurm --dry-run   # print the sbatch scripts only
     python tools/submit.py status run=runs/default                 # the jobs of a submitted run
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli, run_folder
 from lit_verbrec.config.paths import SHARED_QWEN3
+from lit_verbrec.data.schema import DataError
 from lit_verbrec.launch.local import run_local
 
 FLAGS = ("--dry-run", "--detach")
@@ -58,7 +60,7 @@ def memory_check(cfg) -> bool:
         print(f"memory check skipped: cannot read {cfg.size.model}'s config ({err})", file=sys.stderr)
         return True
     fits = True
-    for stage in cfg.stage.stages:
+    for stage in (s for s in cfg.stage.stages if s != "prepare"):   # the preparation needs no GPU
         fit = stage_memory(cfg, stage, shape, gpu)
         line = (f"memory estimate, {stage} on one {gpu.name} ({gpu.memory_gib} GiB): {fit['floor_gib']:.0f} GiB before "
                 f"any KV cache, {fit['total_gib']:.0f} GiB with every rollout in flight -> {fit['verdict']}")
@@ -124,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     if flags:
         print(f"config error: {', '.join(sorted(flags))} only apply to cluster=slurm", file=sys.stderr)
         return 2
-    run_local(cfg)
+    try:
+        run_local(cfg)
+    except DataError as err:   # bad input in the log (file, row, column): the message, not a traceback
+        print(f"data error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

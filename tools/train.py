@@ -20,9 +20,9 @@ from lit_verbrec.launch.local import run_local
 
 def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_cli(__doc__, argv)
-    if cfg.stage.name == "both":
-        print("config error: stage: tools/train.py trains one stage; pick stage=verbalizer or stage=reasoner "
-              "(tools/submit.py stage=both runs both)", file=sys.stderr)
+    if len(cfg.stage.stages) > 1:
+        print(f"config error: stage: tools/train.py trains one stage; pick stage=verbalizer or stage=reasoner "
+              f"(tools/submit.py stage={cfg.stage.name} runs {', '.join(cfg.stage.stages)})", file=sys.stderr)
         return 2
     run_local(cfg)
     return 0

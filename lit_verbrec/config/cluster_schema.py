@@ -1,9 +1,11 @@
 """The cluster section of the configuration: where and how the stages run (cluster=local|slurm).
 
 Resources apply to both stages unless `cluster.verbalizer.*` / `cluster.reasoner.*` override
-them for one stage (stage 2 often needs fewer GPUs or less time than stage 1):
+them for one stage (stage 2 often needs fewer GPUs or less time than stage 1); the preparation job
+(stage=prepare|all) has its own, CPU-only by default, under `cluster.prepare.*`:
 
     cluster.gpus_per_node=8 cluster.reasoner.gpus_per_node=4 cluster.reasoner.time_min=240
+    cluster.prepare.cpus_per_task=32 cluster.prepare.mem_gb=256
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from lit_verbrec.config.checks import choice, require
 GPU_MODELS = ("", "h100", "h200", "a100")
 """cluster.gpu choices: the GPUs lit_verbrec.launch.plan.GPUS describes (a test keeps the two equal)."""
 
+STAGES = ("prepare", "verbalizer", "reasoner")
+"""The jobs a run may submit; each has its own resources under cluster.<stage>."""
 INHERIT = -1
 """A per-stage number left at this value takes the cluster-wide one."""
 
@@ -119,6 +123,9 @@ class ClusterConfig:
     """slurm: stage 1's own resources, where they differ from the cluster-wide ones."""
     reasoner: StageResources = field(default_factory=StageResources)
     """slurm: stage 2's own resources, where they differ from the cluster-wide ones."""
+    prepare: StageResources = field(default_factory=lambda: StageResources(nodes=1, gpus_per_node=0, tasks_per_node=1))
+    """slurm: the resources of the preparation job (stage=prepare|all): one task on one node, no GPU by
+    default; its time, cores, memory and partition are the cluster-wide ones unless set here."""
 
     @property
     def ranks_per_node(self) -> int:
@@ -127,8 +134,7 @@ class ClusterConfig:
 
     def for_stage(self, stage: str) -> ClusterConfig:
         """The resources of `stage`'s job: the cluster-wide ones with that stage's overrides applied."""
-        return dataclasses.replace(self, **getattr(self, stage).overrides(), verbalizer=StageResources(),
-                                   reasoner=StageResources())
+        return dataclasses.replace(self, **getattr(self, stage).overrides(), **dict.fromkeys(STAGES, StageResources()))
 
     def __post_init__(self) -> None:
         choice(self.kind, "cluster.kind", ("local", "slurm"))
@@ -143,7 +149,7 @@ class ClusterConfig:
         for line in self.extra_sbatch:
             require(line.strip().removeprefix("#SBATCH").strip().startswith("-"), "cluster.extra_sbatch",
                     f"{line!r} is not an sbatch option (expected --name[=value] or -X [value])")
-        for stage in ("verbalizer", "reasoner"):   # each stage's resolved resources must be valid too
+        for stage in STAGES:   # each stage's resolved resources must be valid too
             if getattr(self, stage).overrides():
                 try:
                     self.for_stage(stage)

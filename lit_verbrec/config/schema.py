@@ -125,17 +125,23 @@ class SizeConfig:
         require(self.name == "tiny" or bool(self.model), "size.model", "a hub id or local path is required for 8b/32b")
 
 
+STAGE_SETS = {"prepare": ("prepare",), "verbalizer": ("verbalizer",), "reasoner": ("reasoner",),
+              "both": ("verbalizer", "reasoner"), "all": ("prepare", "verbalizer", "reasoner")}
+"""stage.name -> the stages it runs, in order (each waits on the one before it)."""
+
+
 @dataclass
 class StageConfig:
     name: str = "both"
-    """Which stages to run: verbalizer (stage 1), reasoner (stage 2) or both, in that order."""
+    """Which stages to run: prepare (the log -> <run>/data, on CPU), verbalizer (stage 1), reasoner
+    (stage 2), both (stage 1 then stage 2) or all (prepare, stage 1, stage 2), in that order."""
 
     def __post_init__(self) -> None:
-        choice(self.name, "stage.name", ("verbalizer", "reasoner", "both"))
+        choice(self.name, "stage.name", tuple(STAGE_SETS))
 
     @property
     def stages(self) -> list[str]:
-        return ["verbalizer", "reasoner"] if self.name == "both" else [self.name]
+        return list(STAGE_SETS[self.name])
 
 
 @dataclass
@@ -218,7 +224,7 @@ class Config:
     size: SizeConfig = field(default_factory=SizeConfig)
     """Model size group (size=tiny|8b|32b)."""
     stage: StageConfig = field(default_factory=StageConfig)
-    """Stage group (stage=verbalizer|reasoner|both)."""
+    """Stage group (stage=prepare|verbalizer|reasoner|both|all)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data group (data=synthetic|movielens|parquet)."""
     text: TextConfig = field(default_factory=TextConfig)
@@ -260,6 +266,10 @@ class Config:
         require(not (self.text.metadata and self.verbalizer.kind == "action"), "text.metadata",
                 "adds fields to every template line; with verbalizer.kind=action the verbalizer chooses "
                 "per line what to enrich: leave text.metadata empty (or use verbalizer.kind=rewrite)")
+        prepare = self.cluster.for_stage("prepare")
+        require("prepare" not in self.stage.stages or prepare.nodes * prepare.ranks_per_node == 1, "cluster.prepare",
+                f"the preparation is one process: its nodes and tasks_per_node must come to one task, got "
+                f"{prepare.nodes} node(s) x {prepare.ranks_per_node} task(s)")
 
 
 def stage_size(cfg: Config, stage: str) -> SizeConfig:

@@ -15,19 +15,21 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.files import atomic_write
 from lit_verbrec.evaluation.stage_results import markdown, reasoner_results, verbalizer_results
-from lit_verbrec.training.run import RunPaths, best_adapter
+from lit_verbrec.training.run import RunPaths, best_adapter, run_prepare_stage
 from lit_verbrec.training.stages import run_reasoner_stage, run_verbalizer_stage
 
-STAGES = {"verbalizer": (run_verbalizer_stage, verbalizer_results), "reasoner": (run_reasoner_stage, reasoner_results)}
+STAGES = {"prepare": (run_prepare_stage, None), "verbalizer": (run_verbalizer_stage, verbalizer_results),
+          "reasoner": (run_reasoner_stage, reasoner_results)}
+"""stage -> (what runs it, what scores it on the test split; None: nothing to score)."""
 
 
 def run_stage(cfg: Config, stage: str) -> dict:
-    """Train one stage, score it on the test split, record and print the result (rank 0 scores;
-    under DDP the other ranks return their training summary)."""
+    """Run one stage; a training stage is then scored on the test split and its result recorded and
+    printed (rank 0 scores; under DDP the other ranks return their training summary)."""
     train, score = STAGES[stage]
     start = time.perf_counter()
     summary = train(cfg)
-    if not is_global_zero():
+    if score is None or not is_global_zero():
         return summary
     results = score(cfg)
     results["train"] = {k: v for k, v in summary.items() if k != "validation"} | {

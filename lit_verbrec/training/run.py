@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from lit_verbrec.config.schema import Config
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.files import atomic_folder_write
+from lit_verbrec.data.preparation import prepare_run_data
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.sources import check_history_window, prepare, read_prepared
 from lit_verbrec.models.loading import load_tokenizer
@@ -86,6 +88,23 @@ def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
         prepare(cfg.data, folder, DataReport())
     check_history_window(folder, cfg.data.examples.history_len, cfg.size.name)
     return folder
+
+
+def run_prepare_stage(cfg: Config) -> dict:
+    """stage=prepare: the log -> the folder the training stages read (data.prepared if set, else
+    <run>/data), on CPU; a folder that already holds examples is kept (its window checked), as the
+    training stages would use it. Returns {"stage", "data", "reused", "summary"}."""
+    folder = Path(cfg.data.prepared) if cfg.data.prepared else RunPaths.of(cfg).run / "data"
+    reused = (folder / "examples.parquet").is_file()
+    if reused:
+        print(f"prepare: {folder} already holds prepared examples; kept (remove it to prepare again)", flush=True)
+    else:
+        print(f"prepare: reading {cfg.data.source}" + (f" from {cfg.data.path}" if cfg.data.path else ""), flush=True)
+        prepared = prepare_run_data(cfg, folder, progress=False)
+        print("\n".join(prepared["notes"] + prepared["lines"]), flush=True)
+    check_history_window(folder, cfg.data.examples.history_len, cfg.size.name)
+    summary = json.loads((folder / "summary.json").read_text())
+    return {"stage": "prepare", "data": str(folder), "reused": reused, "summary": summary}
 
 
 def load_examples(folder: Path, split: str, limit: int = 0) -> tuple[list[dict], Catalog]:

@@ -1,5 +1,5 @@
 """The sbatch scripts for real clusters (no Slurm needed): --gres, short options, per-stage
-resources, srun's CPUs, interpreter / container / modules, the code snapshot, Slurm-side
+resources, the CPU-only preparation job of stage=all, srun's CPUs, interpreter / container / modules, the code snapshot, Slurm-side
 cancellation of stage 2, and the model check for offline compute nodes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import lit_verbrec
 from lit_verbrec.config.compose import ConfigError, compose
 from lit_verbrec.launch.offline import model_problems
 from lit_verbrec.launch.sbatch import extra_flags, sbatch_script, stage_config
-from lit_verbrec.launch.slurm import snapshot
+from lit_verbrec.launch.slurm import dry_run, snapshot
 
 SLURM = ["size=32b", "cluster=slurm", "run.root=/shared/runs", "run.name=demo"]
 
@@ -56,6 +56,25 @@ def test_each_stage_gets_its_own_resources_and_srun_its_cpus():
     assert (cfg.train.devices, cfg.cluster.gpus_per_node, cfg.cluster.time_min) == (2, 2, 90)
     with pytest.raises(ConfigError, match="cluster.reasoner"):
         compose([*SLURM, "cluster.gpus_per_node=2", "cluster.reasoner.tasks_per_node=4"])
+
+
+def test_stage_all_prepares_on_one_cpu_task_and_stage_1_waits_on_it():
+    cfg = compose([*SLURM, "stage=all", "cluster.nodes=2", "cluster.cpus_per_task=16", "cluster.prepare.mem_gb=256"])
+    assert cfg.stage.stages == ["prepare", "verbalizer", "reasoner"]
+    printed = dry_run(cfg)
+    prepare, verbalizer, reasoner = printed.split("# ---- ")[1:]
+    assert prepare.startswith("prepare:") and verbalizer.startswith("verbalizer:") and reasoner.startswith("reasoner:")
+    assert {"#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --cpus-per-task=16",
+            "#SBATCH --mem=256GB"} <= set(prepare.splitlines())
+    assert not any(line.startswith(("#SBATCH --gpus", "#SBATCH --gres", "#SBATCH --dependency"))
+                   for line in prepare.splitlines())
+    assert "#SBATCH --dependency='afterok:<prepare job id>'" in verbalizer and "#SBATCH --nodes=2" in verbalizer
+    assert "#SBATCH --gpus-per-node=8" in verbalizer and "#SBATCH --mem=" not in verbalizer
+    assert "#SBATCH --dependency='afterok:<verbalizer job id>'" in reasoner
+    assert stage_config(cfg, "prepare").train.devices == 1
+    with pytest.raises(ConfigError, match=r"cluster.prepare: the preparation is one process.*2 node\(s\) x 1 task"):
+        compose([*SLURM, "stage=all", "cluster.prepare.nodes=2"])
+    compose([*SLURM, "stage=both", "cluster.prepare.nodes=2"])   # not run: not checked
 
 
 def test_stage_2_is_cancelled_by_slurm_when_stage_1_fails():

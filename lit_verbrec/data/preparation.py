@@ -1,0 +1,39 @@
+"""Preparing a log as one step of a run: what `tools/prepare_data.py` and `stage=prepare` share.
+
+`prepare_run_data` writes the prepared folder (data/sources.py) with the config beside it and
+returns the lines that describe it: counts, the user sample, the history window the folder is cut
+to (a run of another window refuses it), and every skip of the data report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lit_verbrec.config.compose import save_config
+from lit_verbrec.config.schema import Config
+from lit_verbrec.data.report import DataReport
+from lit_verbrec.data.sources import prepare
+
+
+def prepare_run_data(cfg: Config, out: Path, progress: bool = True) -> dict:
+    """Prepare `cfg.data` into `out`; {"summary": summary.json's dict, "lines": [...], "notes": [...]}.
+    Raises DataError on bad input (nothing is written then)."""
+    report, start = DataReport(), time.perf_counter()
+    prepared = prepare(cfg.data, out, report, progress=progress)
+    save_config(cfg, out)
+    s, ex = prepared.summary, prepared.summary["examples"]
+    lines = [f"{s['interactions']:,} interactions, {s['items']:,} items",
+             f"users {s['users']:,} ({s['users_with_examples']:,} with examples) | examples train {ex['train']:,} "
+             f"val {ex['val']:,} test {ex['test']:,} | discovery share {s['discovery_share_all']:.1%} | "
+             f"mean history length {s['mean_history_length']:.1f} | {time.perf_counter() - start:.1f} s"]
+    if cfg.data.sample_users:
+        lines.append(f"users sampled: data.sample_users={cfg.data.sample_users:g} (by a stable hash of the user id)")
+    # the window is fixed here: a run of another size refuses the folder (data/sources.py check_history_window)
+    lines.append(f"history window: {cfg.data.examples.history_len} lines (data.examples.history_len, "
+                 f"size={cfg.size.name}; runs expecting another window refuse this folder)")
+    notes = []
+    if cfg.size.name == "tiny" and cfg.data.source != "synthetic":
+        notes.append(f"note: size=tiny cuts histories to {cfg.data.examples.history_len} lines; for size=8b or 32b "
+                     "runs (the paper's 100 lines) prepare with that size")
+    return {"summary": s, "lines": lines + report.lines() + [f"wrote {out}"], "notes": notes}
