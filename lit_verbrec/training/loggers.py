@@ -63,10 +63,12 @@ def stage_loggers(cfg: Config, stage_dir: Path) -> list[Logger]:
     return [LOGGERS[key](cfg, stage_dir / "logs", name) for key in cfg.train.loggers]
 
 
-def finish_loggers(trainer) -> None:
+def finish_loggers(trainer, failed: bool = False) -> None:
     """End the stage's W&B run: Lightning's WandbLogger leaves it open, so stage 2 of an in-process
     `stage=both` would log into stage 1's run and an offline run's summary would not be written
-    until the process exits. (MLflow's and the file loggers' runs are closed by Lightning.)"""
+    until the process exits. `failed` (training raised) ends it with exit code 1, so the dashboard
+    shows the run as failed, not finished. (MLflow's and the file loggers' runs are closed by
+    Lightning, which marks a run that raised as failed itself.)"""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and trainer.is_global_zero:
-            logger.experiment.finish()
+            logger.experiment.finish(exit_code=1 if failed else 0)

@@ -184,10 +184,12 @@ def fit(cfg: Config, module: pl.LightningModule, train_examples: list[dict], sta
                                position=lambda: module.batches_done,
                                shard=lambda: (trainer.global_rank, trainer.world_size))
     last = stage_dir / "checkpoints" / "last.ckpt"
+    failed = True
     try:
         trainer.fit(module, batches, ckpt_path=str(last) if last.is_file() else None)
+        failed = False
     finally:
-        finish_loggers(trainer)
+        finish_loggers(trainer, failed)
     return trainer
 
 

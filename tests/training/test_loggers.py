@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_toy import TOY_GRPO  # noqa: E402
 from toy import ToyModule, ToyPrompts, toy_tokenizer  # noqa: E402
-from wandb_records import history  # noqa: E402
+from wandb_records import exit_codes, history  # noqa: E402
 
 from lit_verbrec.config.compose import ConfigError, compose  # noqa: E402
 from lit_verbrec.config.schema import LoraConfig, SizeConfig  # noqa: E402
@@ -54,6 +54,33 @@ def test_csv_wandb_and_mlflow_record_the_same_metrics(tmp_path, monkeypatch):
     assert all(csv_metrics <= set(row) for row in wandb_rows)
     csv_rewards = [float(r["reward/mean"]) for r in rows if r.get("reward/mean")]
     assert [row["reward/mean"] for row in wandb_rows] == pytest.approx(csv_rewards)
+    assert exit_codes(next(wandb_runs[0].glob("run-*.wandb"))) == [0]
+
+
+class FailingModule(ToyModule):
+    """Raises in the reward of its second step, as a dead oracle would."""
+
+    def score(self, batch, rollout):
+        if self.global_step == 1:
+            raise RuntimeError("the oracle is gone")
+        return super().score(batch, rollout)
+
+
+def test_a_stage_that_raises_ends_its_wandb_run_as_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    cfg = compose([f"run.root={tmp_path}", "train.loggers=[wandb]"])
+    tokenizer = toy_tokenizer()
+    policy = load_policy(SizeConfig(lora=LoraConfig(rank=8, alpha=16, dropout=0.0)), tokenizer,
+                         gradient_checkpointing=False, seed=0)
+    grpo = GRPOConfig(**{**TOY_GRPO, "max_steps": 3})
+    stage_dir = tmp_path / "default" / "verbalizer"
+    with pytest.raises(RuntimeError, match="the oracle is gone"):
+        fit(cfg, FailingModule(policy, tokenizer, HFEngine(policy, tokenizer), grpo), list(ToyPrompts(12)), stage_dir,
+            grpo, [])
+    (run_file,) = (stage_dir / "logs").glob("wandb/wandb/offline-run-*/run-*.wandb")
+    assert exit_codes(run_file) == [1] and len(history(run_file)) == 1        # the step before the failure
+
 
 def test_an_unknown_logger_is_named():
     with pytest.raises(ConfigError, match="train.loggers"):

@@ -43,3 +43,8 @@ def _items(items) -> dict:
 def history(path: Path) -> list[dict]:
     """Every `log` call's row, in order."""
     return [_items(r.history.item) for r in records(path) if r.WhichOneof("record_type") == "history"]
+
+
+def exit_codes(path: Path) -> list[int]:
+    """The exit code of each `finish` the run file records (one for a finished run)."""
+    return [r.exit.exit_code for r in records(path) if r.WhichOneof("record_type") == "exit"]
