@@ -57,6 +57,7 @@ def _csv_lines(text: str, records: int, utf8: bytes) -> np.ndarray:
 
 
 def read_csv(path: Path, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
+    """The file as a frame with `_row` (its lines), and "line"; with `keep`, only the rows it keeps."""
     streamed = None if keep is None else _streamed_csv(path, encoding, keep)
     return streamed if streamed is not None else parse_csv(path.read_bytes(), name, encoding, keep)
 
@@ -68,8 +69,8 @@ def _streamed_csv(path: Path, encoding: str, keep: RowFilter) -> tuple[pd.DataFr
     reports the problem or numbers the lines, as without a filter."""
     with path.open("rb") as file:
         first = file.readline()
-    if first.startswith(codecs.BOM_UTF8):
-        first = first[len(codecs.BOM_UTF8):]
+    if first.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
+        first = first[len(codecs.BOM_UTF8):]   # Arrow skips it too
     try:
         header = next(csv.reader([first.decode(encoding).rstrip("\r\n")]), [])
     except (UnicodeDecodeError, LookupError):
@@ -104,7 +105,7 @@ def _line_count(path: Path) -> int:
 
 
 def parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = None,
-               drop_last: bool = False) -> tuple[pd.DataFrame, str]:
+              drop_last: bool = False) -> tuple[pd.DataFrame, str]:
     """`drop_last`: leave out the last record (`data` is a head that may end inside it)."""
     if data.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
         data = data[len(codecs.BOM_UTF8):]  # Excel's byte order mark would stick to the first column name
