@@ -38,7 +38,8 @@ def test_stage_prepare_here_writes_the_run_data_once(tmp_path):
     assert (data / "examples.parquet").stat().st_mtime_ns == written
 
     wider = submit_here(f"run.root={tmp_path}", "stage=prepare", "data.examples.history_len=12")
-    assert wider.returncode != 0 and "history_len" in wider.stderr       # a folder cut to another window is refused
+    # a folder cut to another window is refused, with the message, not a traceback
+    assert wider.returncode == 1 and wider.stderr.startswith("data error: ") and "8-line history window" in wider.stderr
 
 
 def test_stage_prepare_writes_to_data_prepared_and_bad_input_is_a_message(tmp_path):
