@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if measure:
         rest, options["--prompt-tokens"] = ["size=tiny", *rest, *MEASURE], "1024"
     cfg, _ = parse_cli(__doc__, rest)
-    if cfg.stage.name == "prepare":
+    stage = next((s for s in cfg.stage.stages if s != "prepare"), None)   # the first training stage
+    if stage is None:
         print("config error: stage=prepare runs on CPU; plan.py estimates a training stage (verbalizer, reasoner)",
               file=sys.stderr)
         return 2
-    stage = "verbalizer" if cfg.stage.name in ("both", "all") else cfg.stage.name
     grpo = cfg.verbalizer.grpo if stage == "verbalizer" else cfg.reasoner.grpo
     gpu, shape = GPUS[options["--gpu"]], model_shape(cfg, SHARED)
     world = int(options["--gpus"]) or (cfg.cluster.nodes * cfg.cluster.ranks_per_node if cfg.cluster.kind == "slurm"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from lit_verbrec.config.cli import parse_cli
-from lit_verbrec.data.preparation import prepare_run_data
+from lit_verbrec.data.preparation import prepare_run_data, reading_line
 from lit_verbrec.data.schema import DataError
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_cli(__doc__, argv)
     out = Path(cfg.out or Path(cfg.run.root) / cfg.run.name / "data")
     try:
-        print(f"reading {cfg.data.source}" + (f" from {cfg.data.path}" if cfg.data.path else ""), flush=True)
+        print(reading_line(cfg), flush=True)
         prepared = prepare_run_data(cfg, out)
     except DataError as err:
         print(f"data error: {err}", file=sys.stderr)

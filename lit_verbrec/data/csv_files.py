@@ -77,9 +77,7 @@ def _streamed_csv(path: Path, encoding: str, keep: RowFilter) -> tuple[pd.DataFr
         return None
     kept, rows, records = [], [], 0
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=CSV_BLOCK_BYTES),
-                                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
+        reader = _open_csv(path, encoding, pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
         if reader.schema.names != header:
             return None
         for batch in reader:
@@ -137,9 +135,12 @@ def parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = No
 
 def csv_column(path: Path, column: str, encoding: str) -> Iterator[pa.Array]:
     """One column of a CSV file as text, block by block (only that column is decoded)."""
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=CSV_BLOCK_BYTES),
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(include_columns=[column],
-                                                                 column_types={column: pa.string()}))
+    reader = _open_csv(path, encoding, pacsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()}))
     for batch in reader:
         yield batch.column(0)
+
+
+def _open_csv(path: Path, encoding: str, convert: pacsv.ConvertOptions) -> pacsv.CSVStreamingReader:
+    """Arrow's streaming reader, CSV_BLOCK_BYTES of text per batch, quoted newlines allowed."""
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=encoding, block_size=CSV_BLOCK_BYTES),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=convert)

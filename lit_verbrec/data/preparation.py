@@ -16,6 +16,11 @@ from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.sources import prepare
 
 
+def reading_line(cfg: Config) -> str:
+    """What is being read, printed before the preparation starts (it may take minutes)."""
+    return f"reading {cfg.data.source}" + (f" from {cfg.data.path}" if cfg.data.path else "")
+
+
 def prepare_run_data(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Prepare `cfg.data` into `out`; {"summary": summary.json's dict, "lines": [...], "notes": [...]}.
     Raises DataError on bad input (nothing is written then)."""

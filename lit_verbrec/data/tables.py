@@ -62,6 +62,10 @@ class Table:
     def is_folder(self) -> bool:
         return self.files != (self.path,)
 
+    def shown(self, file: Path) -> str:
+        """How messages name `file`: the table's name, followed by the part's path in a folder."""
+        return f"{self.name.rstrip('/')}/{file.relative_to(self.path).as_posix()}" if self.is_folder else self.name
+
 
 def locate(folder: Path, name: str) -> Table:
     """`folder/name`: a .csv or .parquet file, or a folder holding part files of one of those
@@ -107,8 +111,7 @@ def _read_folder(table: Table, encoding: str, head_rows: int | None = None,
     given) as one frame with _row, _part and the partition columns."""
     frames, label, path, name = [], "row", table.path, table.name
     for file in table.files:
-        relative = file.relative_to(path)
-        shown = f"{name.rstrip('/')}/{relative.as_posix()}"
+        relative, shown = file.relative_to(path), table.shown(file)
         try:
             read = (_read_file(file, shown, encoding, keep) if head_rows is None
                     else _head_file(file, shown, encoding, head_rows, keep))
@@ -154,7 +157,7 @@ def column_batches(table: Table, column: str, encoding: str) -> Iterator[pa.Arra
     """One column of `table`, batch by batch, every part file in order (a cheap pass: only that
     column is decoded). A file that cannot be read is reported as the full read reports it."""
     for file in table.files:
-        shown = f"{table.name.rstrip('/')}/{file.relative_to(table.path).as_posix()}" if table.is_folder else table.name
+        shown = table.shown(file)
         try:
             yield from _file_column(file, column, encoding)
         except (pa.ArrowInvalid, OSError) as exc:

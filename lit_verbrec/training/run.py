@@ -29,7 +29,7 @@ from lit_verbrec.config.schema import Config
 from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.files import atomic_folder_write
-from lit_verbrec.data.preparation import prepare_run_data
+from lit_verbrec.data.preparation import prepare_run_data, reading_line
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.sources import check_history_window, prepare, read_prepared
 from lit_verbrec.models.loading import load_tokenizer
@@ -78,10 +78,15 @@ class RunPaths:
         return Path(cfg.oracle.cache_dir) if cfg.oracle.cache_dir else self.run / "oracle_cache"
 
 
+def data_folder(cfg: Config, paths: RunPaths) -> Path:
+    """Where the run's prepared examples are: data.prepared if given, else <run>/data."""
+    return Path(cfg.data.prepared) if cfg.data.prepared else paths.run / "data"
+
+
 def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
-    """data.prepared if given, else <run>/data, prepared now if it is not there yet; a folder cut to
-    another history window than the run's is refused (data/sources.py check_history_window)."""
-    folder = Path(cfg.data.prepared) if cfg.data.prepared else paths.run / "data"
+    """`data_folder`, prepared now if it is not there yet (<run>/data only); a folder cut to another
+    history window than the run's is refused (data/sources.py check_history_window)."""
+    folder = data_folder(cfg, paths)
     if not (folder / "examples.parquet").is_file():
         if cfg.data.prepared:
             raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
@@ -94,12 +99,12 @@ def run_prepare_stage(cfg: Config) -> dict:
     """stage=prepare: the log -> the folder the training stages read (data.prepared if set, else
     <run>/data), on CPU; a folder that already holds examples is kept (its window checked), as the
     training stages would use it. Returns {"stage", "data", "reused", "summary"}."""
-    folder = Path(cfg.data.prepared) if cfg.data.prepared else RunPaths.of(cfg).run / "data"
+    folder = data_folder(cfg, RunPaths.of(cfg))
     reused = (folder / "examples.parquet").is_file()
     if reused:
         print(f"prepare: {folder} already holds prepared examples; kept (remove it to prepare again)", flush=True)
     else:
-        print(f"prepare: reading {cfg.data.source}" + (f" from {cfg.data.path}" if cfg.data.path else ""), flush=True)
+        print(f"prepare: {reading_line(cfg)}", flush=True)
         prepared = prepare_run_data(cfg, folder, progress=False)
         print("\n".join(prepared["notes"] + prepared["lines"]), flush=True)
     check_history_window(folder, cfg.data.examples.history_len, cfg.size.name)

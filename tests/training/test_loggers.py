@@ -23,16 +23,23 @@ from lit_verbrec.rollout.hf import HFEngine  # noqa: E402
 from lit_verbrec.training.run import fit  # noqa: E402
 
 
-def test_csv_wandb_and_mlflow_record_the_same_metrics(tmp_path, monkeypatch):
+def toy_fit(tmp_path, monkeypatch, loggers: str, module_class=ToyModule) -> Path:
+    """Three GRPO steps of the toy task through the stages' `fit`, logging to `loggers` (offline W&B
+    under tmp_path); returns the stage folder."""
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
-    cfg = compose([f"run.root={tmp_path}", "train.loggers=[csv,wandb,mlflow]"])
+    cfg = compose([f"run.root={tmp_path}", f"train.loggers={loggers}"])
     tokenizer = toy_tokenizer()
     policy = load_policy(SizeConfig(lora=LoraConfig(rank=8, alpha=16, dropout=0.0)), tokenizer,
                          gradient_checkpointing=False, seed=0)
     grpo = GRPOConfig(**{**TOY_GRPO, "max_steps": 3})
     stage_dir = tmp_path / "default" / "verbalizer"
-    fit(cfg, ToyModule(policy, tokenizer, HFEngine(policy, tokenizer), grpo), list(ToyPrompts(12)), stage_dir, grpo, [])
+    fit(cfg, module_class(policy, tokenizer, HFEngine(policy, tokenizer), grpo), list(ToyPrompts(12)), stage_dir, grpo, [])
+    return stage_dir
+
+
+def test_csv_wandb_and_mlflow_record_the_same_metrics(tmp_path, monkeypatch):
+    stage_dir = toy_fit(tmp_path, monkeypatch, "[csv,wandb,mlflow]")
 
     logs = stage_dir / "logs"
     with open(next(logs.glob("csv/version_*/metrics.csv"))) as f:
@@ -67,17 +74,9 @@ class FailingModule(ToyModule):
 
 
 def test_a_stage_that_raises_ends_its_wandb_run_as_failed(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
-    cfg = compose([f"run.root={tmp_path}", "train.loggers=[wandb]"])
-    tokenizer = toy_tokenizer()
-    policy = load_policy(SizeConfig(lora=LoraConfig(rank=8, alpha=16, dropout=0.0)), tokenizer,
-                         gradient_checkpointing=False, seed=0)
-    grpo = GRPOConfig(**{**TOY_GRPO, "max_steps": 3})
-    stage_dir = tmp_path / "default" / "verbalizer"
     with pytest.raises(RuntimeError, match="the oracle is gone"):
-        fit(cfg, FailingModule(policy, tokenizer, HFEngine(policy, tokenizer), grpo), list(ToyPrompts(12)), stage_dir,
-            grpo, [])
+        toy_fit(tmp_path, monkeypatch, "[wandb]", FailingModule)
+    stage_dir = tmp_path / "default" / "verbalizer"
     (run_file,) = (stage_dir / "logs").glob("wandb/wandb/offline-run-*/run-*.wandb")
     assert exit_codes(run_file) == [1] and len(history(run_file)) == 1        # the step before the failure
 
