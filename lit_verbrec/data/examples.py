@@ -15,7 +15,9 @@ least `min_target_duration` minutes, with at least `min_history` interactions be
   time            global cut-offs at the end of the log's span: per user the first target
                   in the test window is test, the first in the validation window is
                   validation, the last `train_targets_per_user` before it are train.
-Everything is vectorised over the whole log except the negative draw, one loop per example.
+Everything is vectorised over the whole log; the negatives and the target's position are drawn per
+example from its own key (data/draws.py, data/negatives.py), so an example does not depend on the
+other users prepared with it: a log prepared whole or in shards of users gives the same examples.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from lit_verbrec.config.schema import ExamplesConfig
+from lit_verbrec.data.draws import example_keys, uniform
+from lit_verbrec.data.negatives import draw_negatives, touched_pairs
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EXAMPLES, CanonicalData, DataError
 from lit_verbrec.data.titles import TitleIndex
+from lit_verbrec.data.user_sample import user_hashes
 
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
@@ -42,8 +46,7 @@ class PreparedData:
     summary: dict
 
 
-def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport,
-                   progress: bool = False) -> PreparedData:
+def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport) -> PreparedData:
     inter = data.interactions
     n = inter.num_rows
     titles = TitleIndex(data.items)
@@ -78,11 +81,20 @@ def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
     plays[rows[split[rows] >= SPLIT_CODE["val"]]] = False
     popularity = np.bincount(title[plays], minlength=titles.n_titles).astype(np.int64)
 
-    negatives = _draw_negatives(rows, user_codes, user_start, title, popularity, titles, cfg, seed, report, progress)
+    # Draws keyed by (seed, user, rank among the user's examples): the same whatever else is prepared with it.
+    example_user, user_rank = user_codes[rows], _rank_within(user_codes[rows], np.zeros(len(rows), dtype=np.int8))
+    user_hash = user_hashes(user.take(rows))
+    negatives = draw_negatives(example_keys(seed, "negatives", user_hash, user_rank), example_user,
+                               touched_pairs(user_codes, title, titles.n_titles), titles.n_titles,
+                               cfg.num_candidates - 1, popularity if cfg.negatives == "popularity" else None)
     keep = negatives[:, 0] >= 0
+    if not keep.all():
+        first = user[int(rows[np.argmin(keep)])].as_py()
+        report.skip("examples whose user touched too much of the catalog to draw negatives", int((~keep).sum()),
+                    f"user '{first}': fewer than {cfg.num_candidates - 1} untouched titles")
     rows, negatives = rows[keep], negatives[keep]
-    rng = np.random.default_rng([seed, 1])
-    target_index = rng.integers(0, cfg.num_candidates, len(rows))
+    target_index = (uniform(example_keys(seed, "target_index", user_hash[keep], user_rank[keep]), 0)
+                    * cfg.num_candidates).astype(np.int64)
     candidates = _insert(titles.rep_item_code(negatives), titles.item_code(inter["item"])[rows], target_index)
 
     lo = np.maximum(user_start[rows], rows - cfg.history_len)
@@ -148,48 +160,6 @@ def _rank_within(keys: np.ndarray, sub: np.ndarray) -> np.ndarray:
     rank = np.empty(len(keys), dtype=np.int64)
     rank[order] = np.arange(len(k)) - group_start
     return rank
-
-
-def _draw_negatives(rows, user_codes, user_start, title, popularity, titles: TitleIndex, cfg: ExamplesConfig,
-                    seed: int, report: DataReport, progress: bool) -> np.ndarray:
-    """[E, num_candidates - 1] title codes the user never touched; a row of -1 when too few exist."""
-    k = cfg.num_candidates - 1
-    rng = np.random.default_rng([seed, 0])
-    out = np.full((len(rows), k), -1, dtype=np.int64)
-    # Popularity sampling uses play counts + 1, so titles nobody played can still be negatives.
-    cdf = np.cumsum(popularity + 1.0) if cfg.negatives == "popularity" else None
-    user_end = np.r_[np.flatnonzero(np.diff(user_codes)) + 1, len(user_codes)]
-    touched, current, short = None, -1, []
-    for e, r in enumerate(tqdm(rows, desc="negatives", unit="example", disable=not progress, mininterval=1.0)):
-        if user_codes[r] != current:
-            current = user_codes[r]
-            touched = np.unique(title[user_start[r]:user_end[current]])
-        if titles.n_titles - len(touched) < k:
-            short.append(e)
-            continue
-        chosen = np.zeros(0, dtype=np.int64)
-        for attempt in range(50):
-            size = 2 * k + 8
-            draw = rng.integers(0, titles.n_titles, size) if cdf is None else \
-                np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
-            if attempt == 49:  # the user touched nearly every likely title: take from the rest uniformly
-                draw = rng.permutation(np.setdiff1d(np.arange(titles.n_titles), touched))
-            draw = draw[~_member(draw, touched)]
-            both = np.r_[chosen, draw]
-            _, first = np.unique(both, return_index=True)
-            chosen = both[np.sort(first)]
-            if len(chosen) >= k:
-                break
-        out[e] = chosen[:k]
-    if short:
-        report.skip("examples whose user touched too much of the catalog to draw negatives", len(short),
-                    f"user {user_codes[rows[short[0]]]}: fewer than {k} untouched titles")
-    return out
-
-
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    pos = np.searchsorted(sorted_set, values).clip(max=len(sorted_set) - 1)
-    return sorted_set[pos] == values
 
 
 def _insert(negatives: np.ndarray, target: np.ndarray, position: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ def prepare(cfg: DataConfig, out: str | Path, report: DataReport, progress: bool
     """Source -> canonical tables -> examples, written to `out`; raises DataError on bad input.
     Everything skipped on the way is counted in `report`."""
     data = load_source(cfg, report)
-    prepared = build_examples(data, cfg.examples, cfg.seed, report, progress=progress)
+    prepared = build_examples(data, cfg.examples, cfg.seed, report)
     prepared.summary["sample_users"] = cfg.sample_users
     write_prepared(prepared, out)
     return prepared
