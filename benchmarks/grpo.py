@@ -40,14 +40,15 @@ def setup(args):
     """(cfg, tokenizer, catalog, examples with prompts of about args.prompt_tokens tokens)."""
     from lit_verbrec.config.compose import compose
     from lit_verbrec.data.catalog import Catalog
+    from lit_verbrec.data.prepared_folder import has_examples, read_prepared
     from lit_verbrec.data.report import DataReport
-    from lit_verbrec.data.sources import prepare, read_prepared
+    from lit_verbrec.data.sources import prepare
     from lit_verbrec.models.loading import load_tokenizer
 
     cfg = compose(["size=tiny", f"size.tokenizer={TOKENIZER}", *ARCH, "data.synthetic.users=40",
                    "data.examples.history_len=200"])
     folder = Path(args.workdir) / "data"
-    if not (folder / "examples.parquet").is_file():
+    if not has_examples(folder):
         prepare(cfg.data, folder, DataReport())
     examples, items = read_prepared(folder, "train")
     catalog = Catalog.from_table(items)

@@ -1,12 +1,15 @@
-"""logs: tools/prepare_data.py on own logs (Parquet or CSV), the whole log against a user sample.
+"""logs: tools/prepare_data.py on own logs (Parquet or CSV): in shards of users, and a user sample, against the whole log in memory.
 
 The log has the shape teams keep: 5 columns (member id, item id, ISO-free unix seconds, one of three
 event kinds, seconds watched), about 100 interactions per user, Zipf-popular items over a catalog
 of 50,000 titles with year, genres and tags. Each measurement is one `prepare_data.py` process with
-the paper's 100-line window (size=8b's); time is its wall clock, memory its peak RSS. The peer, in
-the same run and on the same file, is the whole log; the ratio is sample / whole.
+the paper's 100-line window (size=8b's); time is its wall clock, memory the peak of its RSS and its
+shard workers' together. The peer, in the same run and on the same file, is the in-memory path
+(data.shard_rows=0); the ratios are against it, and the last line is how the sharded run's peak grows
+with the log.
 
     python tools/bench.py logs [--rows 1000000,5000000] [--sample 0.1] [--format parquet|csv]
+                               [--runs memory,shards,sample] [--settings "data.workers=2 ..."]
 """
 
 from __future__ import annotations
@@ -63,22 +66,34 @@ def write_logs(folder: Path, rows: int, seed: int = 0, fmt: str = "parquet") -> 
     return f"events.{fmt}"
 
 
-def prepare(folder: Path, log: str, out: Path, sample: float) -> dict:
+def _tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its children, 0 for any that has ended."""
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for member in members:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def prepare(folder: Path, log: str, out: Path, sample: float, settings: tuple[str, ...] = ()) -> dict:
     """One prepare_data.py process: wall seconds and peak RSS (GB), polled every 50 ms."""
     command = [sys.executable, str(REPO / "tools" / "prepare_data.py"), "data=parquet", "size=8b",
                f"data.path={folder}", f"data.interactions={log}", "data.items=items.parquet",
                "data.columns.user=member", "data.columns.timestamp=ts", "data.columns.event=kind",
                "data.columns.duration=seconds", "data.duration_unit=s", "data.item_columns.title=name",
                "data.item_columns.item=item_id", "data.item_columns.kind=", "data.item_columns.series_id=",
-               "data.item_columns.episode=", f"data.sample_users={sample}", f"out={out}"]
+               "data.item_columns.episode=", f"data.sample_users={sample}", *settings, f"out={out}"]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
+        peak = max(peak, _tree_rss(watched))      # the shard workers' memory counts too
         time.sleep(0.05)
     stdout, stderr = process.communicate()
     if process.returncode != 0:
@@ -87,22 +102,46 @@ def prepare(folder: Path, log: str, out: Path, sample: float) -> dict:
     return {"seconds": time.perf_counter() - started, "peak_gb": peak / 1e9, "users": users.split("|")[0].strip()}
 
 
+RUNS = {
+    "memory": ("whole log in memory (peer)", 0, ("data.shard_rows=0",)),
+    "shards": ("whole log in shards (default)", 0, ()),
+    "sample": ("sample, in shards", None, ()),
+}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.py logs", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000,5000000", help="log sizes, comma-separated")
-    parser.add_argument("--sample", type=float, default=0.1, help="data.sample_users of the measured run")
+    parser.add_argument("--sample", type=float, default=0.1, help="data.sample_users of the sampled run")
     parser.add_argument("--format", default="parquet", choices=("parquet", "csv"), help="the log file's format")
+    parser.add_argument("--runs", default="memory,shards,sample", help=f"which of {', '.join(RUNS)}, comma-separated")
+    parser.add_argument("--settings", default="", help="more overrides for every run, space-separated")
     args = parser.parse_args(argv)
+    runs = args.runs.split(",")
     print("| rows | log | run | time s | peak RSS GB | users |")
     print("|---|---|---|---|---|---|")
+    shard_peaks = {}
     for rows in (int(r) for r in args.rows.split(",")):
+        measured = {}
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             log = write_logs(folder, rows, fmt=args.format)
-            whole = prepare(folder, log, folder / "whole", 0)
-            sampled = prepare(folder, log, folder / "sampled", args.sample)
-        for name, m in (("whole log (peer)", whole), (f"data.sample_users={args.sample:g}", sampled)):
-            print(f"| {rows:,} | {args.format} | {name} | {m['seconds']:.1f} | {m['peak_gb']:.2f} | {m['users']} |")
-        print(f"ratio sample / whole at {rows:,} rows: time {sampled['seconds'] / whole['seconds']:.2f}, "
-              f"peak RSS {sampled['peak_gb'] / whole['peak_gb']:.2f}", flush=True)
+            for run in runs:
+                name, sample, settings = RUNS[run]
+                sample = args.sample if sample is None else sample
+                m = prepare(folder, log, folder / run, sample, (*settings, *args.settings.split()))
+                measured[run] = m
+                shown = name.replace("sample", f"data.sample_users={args.sample:g}")
+                print(f"| {rows:,} | {args.format} | {shown} | {m['seconds']:.1f} | {m['peak_gb']:.2f} | {m['users']} |",
+                      flush=True)
+        if "memory" in measured:
+            for run in (r for r in runs if r != "memory"):
+                print(f"ratio {run} / memory at {rows:,} rows: time {measured[run]['seconds'] / measured['memory']['seconds']:.2f}, "
+                      f"peak RSS {measured[run]['peak_gb'] / measured['memory']['peak_gb']:.2f}", flush=True)
+        if "shards" in measured:
+            shard_peaks[rows] = measured["shards"]["peak_gb"]
+    if len(shard_peaks) > 1:
+        small, large = min(shard_peaks), max(shard_peaks)
+        print(f"shards: peak RSS at {large:,} rows / at {small:,} rows = {shard_peaks[large] / shard_peaks[small]:.2f} "
+              f"(rows x{large / small:g})")
     return 0

@@ -42,8 +42,9 @@ def workload(n: int):
     """(texts, candidates, catalog) of n distinct synthetic examples."""
     from lit_verbrec.config.compose import compose
     from lit_verbrec.data.catalog import Catalog
+    from lit_verbrec.data.prepared_folder import read_prepared
     from lit_verbrec.data.report import DataReport
-    from lit_verbrec.data.sources import prepare, read_prepared
+    from lit_verbrec.data.sources import prepare
     from lit_verbrec.text.template import verbalize_template
 
     folder = Path(tempfile.mkdtemp(prefix="bench-oracle-")) / "data"

@@ -146,8 +146,17 @@ class DataConfig:
     is held in memory; lit_verbrec/data/user_sample.py). The examples are built from the sampled log."""
     examples: ExamplesConfig = field(default_factory=ExamplesConfig)
     """How interactions become reranking examples."""
+    shard_rows: int = 2_000_000
+    """parquet source: interactions per shard of users, about (a user's shard: a stable hash of the id).
+    The preparation holds one shard per worker, so this and data.workers, not the log's size, set its
+    peak memory; the examples are the same for any value (lit_verbrec/data/shards.py). 0: the whole
+    log in memory at once."""
+    workers: int = 0
+    """Processes that prepare shards at once; 0: every core this process may use."""
 
     def __post_init__(self) -> None:
+        require(self.shard_rows >= 0, "data.shard_rows", "must be >= 0 (0: the whole log in memory)")
+        require(self.workers >= 0, "data.workers", "must be >= 0 (0: every core)")
         require(self.sample_users >= 0 and (self.sample_users < 1 or float(self.sample_users).is_integer()),
                 "data.sample_users", f"must be 0 (every user), a share in (0, 1) or a whole number of users, "
                 f"got {self.sample_users}")

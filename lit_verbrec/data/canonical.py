@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, INTERACTIONS, ITEMS, CanonicalData, DataError
 
-__all__ = ["PART", "ROW", "finalize", "locations", "location", "split_list_cells"]
+__all__ = ["PART", "ROW", "catalog_table", "finalize", "locations", "location", "split_list_cells"]
 
 ROW = "_row"
 """Optional column with each row's source line (or Parquet row) number, used in messages only."""
@@ -139,22 +139,31 @@ def _interactions_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays([*arrays, *extra_arrays], schema=schema)
 
 
-def finalize(interactions: pd.DataFrame, items: pd.DataFrame, report: DataReport, source: str, *,
+def catalog_table(items: pd.DataFrame, source: str, row_label: str = "line") -> pa.Table:
+    """The validated catalog (ITEMS schema) from a reader's items frame."""
+    if len(items) == 0:
+        raise DataError(f"{source}: no items")
+    return _items_table(items, source, row_label)
+
+
+def finalize(interactions: pd.DataFrame, items: pd.DataFrame | pa.Table, report: DataReport, source: str, *,
              items_source: str | None = None, row_label: str = "line",
-             items_row_label: str | None = None) -> CanonicalData:
+             items_row_label: str | None = None, shard: bool = False) -> CanonicalData:
     """Validated, de-duplicated, sorted canonical tables from a reader's two frames.
 
     `source` names the interactions file in messages, `items_source` the catalog (default:
     `source`); `row_label` is the word before a `_row` number ("line" for text, "row" for
-    Parquet), `items_row_label` the same for the catalog (default: `row_label`).
+    Parquet), `items_row_label` the same for the catalog (default: `row_label`). `items` may be
+    a `catalog_table` already. `shard`: the interactions are one shard of users of a log
+    (data/shards.py), where no row left is no error (the whole log's count is checked).
     """
     items_source = source if items_source is None else items_source
     items_label = row_label if items_row_label is None else items_row_label
+    catalog = items if isinstance(items, pa.Table) else catalog_table(items, items_source, items_label)
+    if len(interactions) == 0 and shard:
+        return CanonicalData(pa.Table.from_pylist([], schema=INTERACTIONS), catalog)
     if len(interactions) == 0:
         raise DataError(f"{source}: no interactions")
-    if len(items) == 0:
-        raise DataError(f"{items_source}: no items")
-    catalog = _items_table(items, items_source, items_label)
     _require_columns(interactions, INTERACTIONS.names, source)
 
     frame = interactions.reset_index(drop=True)
@@ -188,7 +197,7 @@ def finalize(interactions: pd.DataFrame, items: pd.DataFrame, report: DataReport
         report.skip("interactions on items missing from the catalog", int(orphan.sum()),
                     f"{location(source, rows, row_label, i)} (item '{frame['item'].iat[i]}')")
     keep = np.flatnonzero(~dup & ~orphan)
-    if len(keep) == 0:
+    if len(keep) == 0 and not shard:
         raise DataError(f"{source}: no interactions left: none is on an item of the catalog {items_source}")
     # Filter and sort in one Arrow take: pandas' take on string columns is several times slower.
     return CanonicalData(_interactions_table(frame).take(keep[_order(frame, keep)]), catalog)
@@ -196,6 +205,8 @@ def finalize(interactions: pd.DataFrame, items: pd.DataFrame, report: DataReport
 
 def _order(frame: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
     """Stable order of the rows `keep` by (user, timestamp): ties keep the reader's order."""
+    if len(keep) == 0:
+        return keep
     users = pd.factorize(frame["user"], sort=True)[0][keep]
     seconds = frame["timestamp"].to_numpy().view("int64")[keep]
     span = int(seconds.max()) - int(seconds.min()) + 1

@@ -57,49 +57,76 @@ def _csv_lines(text: str, records: int, utf8: bytes) -> np.ndarray:
 
 
 def read_csv(path: Path, name: str, encoding: str, keep: RowFilter | None = None) -> tuple[pd.DataFrame, str]:
-    """The file as a frame with `_row` (its lines), and "line"; with `keep`, only the rows it keeps."""
-    streamed = None if keep is None else _streamed_csv(path, encoding, keep)
-    return streamed if streamed is not None else parse_csv(path.read_bytes(), name, encoding, keep)
+    """The file as a frame with `_row` (its lines), and "line"; with `keep`, only the rows it keeps
+    (streamed: one block of the file in memory at a time, where its records sit one per line)."""
+    if keep is None:
+        return parse_csv(path.read_bytes(), name, encoding)
+    frames = [frame for frame, _ in csv_frames(path, name, encoding, keep)]
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]), "line"
 
 
-def _streamed_csv(path: Path, encoding: str, keep: RowFilter) -> tuple[pd.DataFrame, str] | None:
-    """The rows `keep` keeps, with their line numbers, one block of the file in memory at a time;
-    None where that is not the whole answer: a file Arrow cannot read, an empty one, or one whose
-    records do not sit one per line (blank lines, multi-line cells). The whole-file read then
-    reports the problem or numbers the lines, as without a filter."""
-    with path.open("rb") as file:
-        first = file.readline()
-    if first.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
-        first = first[len(codecs.BOM_UTF8):]   # Arrow skips it too
-    try:
-        header = next(csv.reader([first.decode(encoding).rstrip("\r\n")]), [])
-    except (UnicodeDecodeError, LookupError):
-        return None
-    kept, rows, records = [], [], 0
+def csv_frames(path: Path, name: str, encoding: str, keep: RowFilter | None = None) -> Iterator[tuple[pd.DataFrame, str]]:
+    """The file's rows (those `keep` keeps), block by block (CSV_BLOCK_BYTES), as frames with `_row`.
+
+    A block's records are numbered from the line of its first one, which is exact only when every
+    record sits on one line; a file where that may not hold (a quoted cell across lines, a blank
+    line), or that Arrow's streaming reader cannot read, is read whole instead: one frame, its lines
+    numbered (or its problem named) exactly."""
+    header = _header(path, encoding)
+    if header is None or not one_record_per_line(path, encoding):
+        yield parse_csv(path.read_bytes(), name, encoding, keep)
+        return
+    records = 0
     try:
         reader = _open_csv(path, encoding, pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string())))
-        if reader.schema.names != header:
-            return None
+        if reader.schema.names != header:            # e.g. repeated column names: the whole read names them
+            yield parse_csv(path.read_bytes(), name, encoding, keep)
+            return
         for batch in reader:
-            batch_kept, numbers = kept_rows(batch, np.arange(records + 2, records + 2 + batch.num_rows), keep)
-            kept.append(batch_kept)
-            rows.append(numbers)
+            kept, numbers = kept_rows(batch, np.arange(records + 2, records + 2 + batch.num_rows), keep)
             records += batch.num_rows
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        return None
-    if records == 0 or _line_count(path) != records + 1:
-        return None
-    table = pa.Table.from_batches(kept, schema=reader.schema)
-    return table.to_pandas().assign(**{ROW: np.concatenate(rows)}), "line"
+            yield pa.Table.from_batches([kept], schema=reader.schema).to_pandas().assign(**{ROW: numbers}), "line"
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        parse_csv(path.read_bytes(), name, encoding)   # names the line where it can
+        raise DataError(f"{name}: not readable ({exc})") from None
+    if records == 0:
+        raise EmptyTable(f"{name}: no rows")
 
 
-def _line_count(path: Path) -> int:
-    """Lines of a text file (a last line without a newline counted), read block by block."""
-    count, last = 0, b"\n"
+def _header(path: Path, encoding: str) -> list[str] | None:
+    """The column names on the first line; None when it does not decode."""
+    with path.open("rb") as file:
+        first = file.readline()
+    try:
+        if first.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
+            first = first[len(codecs.BOM_UTF8):]   # Arrow skips it too
+        return next(csv.reader([first.decode(encoding).rstrip("\r\n")]), None)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def one_record_per_line(path: Path, encoding: str) -> bool:
+    """Every line of the file is one record: no blank line, and no line with an odd number of quote
+    characters (RFC 4180 doubles a quote inside a cell, so an odd count means a cell that goes on
+    past the line's end). One vectorised pass over the bytes, block by block."""
+    if '\n"'.encode(encoding, errors="replace") != b'\n"':
+        return False                                  # not an ASCII-compatible encoding: no byte scan
+    odd, previous = 0, b"\n"                 # odd: quote parity of the line the last block ended in
     with path.open("rb") as file:
         while block := file.read(CSV_BLOCK_BYTES):
-            count, last = count + block.count(b"\n"), block[-1:]
-    return count + (last != b"\n")
+            data = np.frombuffer(block, dtype=np.uint8)
+            quotes = np.cumsum(data == ord('"'))       # [len] quotes up to and including each byte
+            at_newline = quotes[data == ord("\n")]
+            per_line = np.diff(np.r_[0, at_newline])  # quotes on each line the block ends
+            per_line[:1] += odd
+            if (per_line % 2).any():
+                return False
+            odd = int(quotes[-1] - at_newline[-1]) % 2 if len(at_newline) else (odd + int(quotes[-1])) % 2
+            edge = previous + block[:2]                   # a blank line across the blocks' boundary
+            if any(blank in text for blank in (b"\n\n", b"\n\r\n") for text in (block, edge)):
+                return False
+            previous = block[-2:]
+    return odd == 0
 
 
 def parse_csv(data: bytes, name: str, encoding: str, keep: RowFilter | None = None,

@@ -32,7 +32,8 @@ from lit_verbrec.config.schema import ExamplesConfig
 from lit_verbrec.data.draws import example_keys, uniform
 from lit_verbrec.data.negatives import draw_negatives, touched_pairs
 from lit_verbrec.data.report import DataReport
-from lit_verbrec.data.schema import EXAMPLES, CanonicalData, DataError
+from lit_verbrec.data.schema import EXAMPLES, CanonicalData
+from lit_verbrec.data.summary import summarize, tally_of
 from lit_verbrec.data.titles import TitleIndex
 from lit_verbrec.data.user_sample import user_hashes
 
@@ -46,40 +47,86 @@ class PreparedData:
     summary: dict
 
 
-def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport) -> PreparedData:
+@dataclass
+class _Log:
+    """Per-row arrays of a canonical log (sorted by user, then time), targets chosen."""
+    user: pa.Array            # [n] user ids
+    user_codes: np.ndarray    # [n] 0, 0, 1, ... (the log is sorted by user)
+    user_start: np.ndarray    # [n] first row of the row's user
+    title: np.ndarray         # [n] title code
+    split: np.ndarray         # [n] split code of a target row, -1 elsewhere
+    has_target: np.ndarray    # [n] the row could be a target (event, duration, history)
+
+
+def log_span(data: CanonicalData) -> tuple[int, int]:
+    """(first, last) timestamp of the log in seconds: the time split's cut-offs are shares of it."""
+    ts = data.interactions["timestamp"].cast(pa.int64())
+    return int(pc.min(ts).as_py()), int(pc.max(ts).as_py())
+
+
+def _log(data: CanonicalData, titles: TitleIndex, cfg: ExamplesConfig, span: tuple[int, int]) -> _Log:
     inter = data.interactions
     n = inter.num_rows
-    titles = TitleIndex(data.items)
     user = inter["user"].combine_chunks()
     user_codes = np.asarray(pc.dictionary_encode(user).indices)
     starts = np.flatnonzero(np.r_[True, user_codes[1:] != user_codes[:-1]])   # first row of each user
-    user_start = np.repeat(starts, np.diff(np.r_[starts, n]))                  # [n] first row of own user
+    user_start = np.repeat(starts, np.diff(np.r_[starts, n]))
     position = np.arange(n) - user_start                                       # rows of the user before this one
-    title = titles.title_of(inter["item"])                                     # [n] title code of each row
     ts = inter["timestamp"].combine_chunks().cast(pa.int64()).to_numpy()
     duration = inter["duration"].combine_chunks().to_numpy(zero_copy_only=False)
-
     eligible = (np.isin(inter["event"].to_numpy(zero_copy_only=False), cfg.target_events)
                 & ~(duration < cfg.min_target_duration))                       # NaN duration passes
-    enough = position >= cfg.min_history
-    users_total = len(starts)
-    users_with_target = np.unique(user_codes[eligible & enough]).size
-    report.skip("users with too little history", users_total - users_with_target,
+    has_target = eligible & (position >= cfg.min_history)
+    return _Log(user, user_codes, user_start, titles.title_of(inter["item"]),
+                _assign_splits(has_target, user_codes, ts, cfg, span), has_target)
+
+
+def _held_out_plays(data: CanonicalData, log: _Log, n_titles: int) -> np.ndarray:
+    """[T] plays of each title, leaving out the validation and test targets themselves."""
+    plays = data.interactions["event"].to_numpy(zero_copy_only=False) == "play"
+    plays[log.split >= SPLIT_CODE["val"]] = False
+    return np.bincount(log.title[plays], minlength=n_titles).astype(np.int64)
+
+
+def title_plays(data: CanonicalData, cfg: ExamplesConfig, span: tuple[int, int]) -> np.ndarray:
+    """[T] one shard's part of the popularity that negatives are drawn by (shards add up)."""
+    titles = TitleIndex(data.items)
+    return _held_out_plays(data, _log(data, titles, cfg, span), titles.n_titles)
+
+
+def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport) -> PreparedData:
+    """The examples of a whole log held in memory (the sharded path: data/shards.py)."""
+    span = log_span(data)
+    popularity = title_plays(data, cfg, span)
+    examples, tally = shard_examples(data, cfg, seed, report, span, popularity)
+    items = with_popularity(data.items, popularity)
+    return PreparedData(examples, items, summarize(tally, data.interactions.num_rows, data.items.num_rows, cfg, report))
+
+
+def with_popularity(items: pa.Table, popularity: np.ndarray) -> pa.Table:
+    return items.append_column("popularity", pa.array(popularity[TitleIndex(items).item_title]))
+
+
+def shard_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport, span: tuple[int, int],
+                   popularity: np.ndarray) -> tuple[pa.Table, dict]:
+    """(examples, tally) of the users in `data`, given what is global: the log's time span and the
+    titles' popularity. Every user's examples depend on the user's own rows and these alone."""
+    inter = data.interactions
+    titles = TitleIndex(data.items)
+    log = _log(data, titles, cfg, span)
+    user, user_codes, title, split = log.user, log.user_codes, log.title, log.split
+    users_total = int(user_codes[-1]) + 1 if len(user_codes) else 0
+    report.skip("users with too little history", users_total - np.unique(user_codes[log.has_target]).size,
                 f"fewer than {cfg.min_history} interactions before every target"
-                f"{_first_user(user, user_codes, eligible & enough)}")
-    split = _assign_splits(eligible & enough, user_codes, ts, cfg)              # [n] -1 or split code
+                f"{_first_user(user, user_codes, log.has_target)}")
     rows = np.flatnonzero(split >= 0)
 
     # Discovery: no earlier row of the same user on the same title.
+    n = len(user_codes)
     order = np.lexsort((np.arange(n), title, user_codes))
     same = np.r_[False, (user_codes[order][1:] == user_codes[order][:-1]) & (title[order][1:] == title[order][:-1])]
     seen_before = np.zeros(n, dtype=bool)
     seen_before[order[same]] = True
-
-    # Popularity of titles from plays, leaving out the validation and test targets themselves.
-    plays = inter["event"].to_numpy(zero_copy_only=False) == "play"
-    plays[rows[split[rows] >= SPLIT_CODE["val"]]] = False
-    popularity = np.bincount(title[plays], minlength=titles.n_titles).astype(np.int64)
 
     # Draws keyed by (seed, user, rank among the user's examples): the same whatever else is prepared with it.
     example_user, user_rank = user_codes[rows], _rank_within(user_codes[rows], np.zeros(len(rows), dtype=np.int8))
@@ -97,7 +144,7 @@ def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
                     * cfg.num_candidates).astype(np.int64)
     candidates = _insert(titles.rep_item_code(negatives), titles.item_code(inter["item"])[rows], target_index)
 
-    lo = np.maximum(user_start[rows], rows - cfg.history_len)
+    lo = np.maximum(log.user_start[rows], rows - cfg.history_len)
     lengths = rows - lo
     flat = np.repeat(lo - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
     history_struct = pa.StructArray.from_arrays(
@@ -119,15 +166,12 @@ def build_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
                                             history_struct.take(pa.array(flat))),
     })
     _check_schema(examples)
-    items = data.items.append_column("popularity", pa.array(popularity[titles.item_title]))
-    # the window is recorded: a run whose size expects another refuses the folder (data/sources.py)
-    summary = ({"interactions": n, "items": data.items.num_rows, "history_len": cfg.history_len}
-               | _summary(examples, users_total, report))
-    return PreparedData(examples, items, summary)
+    return examples, tally_of(examples, users_total)
 
 
-def _assign_splits(ok: np.ndarray, user_codes: np.ndarray, ts: np.ndarray, cfg: ExamplesConfig) -> np.ndarray:
-    """[n] split code of each row chosen as a target, -1 elsewhere."""
+def _assign_splits(ok: np.ndarray, user_codes: np.ndarray, ts: np.ndarray, cfg: ExamplesConfig,
+                   span: tuple[int, int]) -> np.ndarray:
+    """[n] split code of each row chosen as a target, -1 elsewhere; `span`: the whole log's (first, last)."""
     split = np.full(len(ok), -1, dtype=np.int8)
     idx = np.flatnonzero(ok)
     u = user_codes[idx]
@@ -137,9 +181,9 @@ def _assign_splits(ok: np.ndarray, user_codes: np.ndarray, ts: np.ndarray, cfg: 
         split[idx[from_end == 1]] = SPLIT_CODE["val"]
         split[idx[(from_end >= 2) & (from_end < 2 + cfg.train_targets_per_user)]] = SPLIT_CODE["train"]
         return split
-    span = ts.max() - ts.min()
-    t_test = ts.max() - cfg.test_share * span
-    t_val = t_test - cfg.val_share * span
+    first, last = span
+    t_test = last - cfg.test_share * (last - first)
+    t_val = t_test - cfg.val_share * (last - first)
     window = np.where(ts[idx] >= t_test, 2, np.where(ts[idx] >= t_val, 1, 0))
     from_start = _rank_within(u, window)                                      # 0 = first in window
     from_end = _rank_within(u[::-1], window[::-1])[::-1]                      # 0 = last in window
@@ -187,20 +231,3 @@ def _check_schema(examples: pa.Table) -> None:
         got = examples.schema.field(f.name).type
         if f.name != "history" and got != f.type:
             raise AssertionError(f"examples.{f.name}: built as {got}, schema says {f.type}")
-
-
-def _summary(examples: pa.Table, users_total: int, report: DataReport) -> dict:
-    if examples.num_rows == 0:
-        raise DataError("no examples could be built: " + ("; ".join(report.lines()) or "no interaction qualifies as a target"))
-    split = examples["split"].to_numpy(zero_copy_only=False)
-    discovery = examples["is_discovery"].to_numpy(zero_copy_only=False)
-    history = pc.list_value_length(examples["history"]).to_numpy()
-    return {
-        "users": users_total,
-        "users_with_examples": int(pc.count_distinct(examples["user"]).as_py()),
-        "examples": {s: int((split == s).sum()) for s in SPLIT_CODE},
-        "discovery_share": {s: float(discovery[split == s].mean()) if (split == s).any() else None for s in SPLIT_CODE},
-        "discovery_share_all": float(discovery.mean()),
-        "mean_history_length": float(history.mean()),
-        "skipped": report.as_dict(),
-    }

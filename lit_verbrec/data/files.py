@@ -44,3 +44,16 @@ def atomic_folder_write(folder: str | Path, write: Callable[[Path], object], las
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def replace_folder(source: str | Path, target: str | Path) -> None:
+    """Move the finished folder `source` to `target` (same filesystem), replacing what is there:
+    the old one is renamed aside first, since a folder cannot be renamed over a non-empty one."""
+    source, target = Path(source), Path(target)
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.is_dir():
+        os.replace(target, aside)
+    elif target.exists():
+        target.unlink()
+    os.replace(source, target)
+    shutil.rmtree(aside, ignore_errors=True)

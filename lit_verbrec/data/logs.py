@@ -16,7 +16,7 @@ with `data.on_bad_row=skip` are counted in the report. Catalog problems are alwa
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,13 @@ import pyarrow.compute as pc
 
 from lit_verbrec.config.schema import DataConfig
 from lit_verbrec.data.canonical import PART, ROW, finalize, location, locations, split_list_cells
+from lit_verbrec.data.csv_files import RowFilter
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import EVENT_TYPES, CanonicalData, DataError
 from lit_verbrec.data.tables import Table, column_batches, locate, read_head, read_table
 from lit_verbrec.data.user_sample import UserSample
 
-__all__ = ["read_logs", "parse_timestamps"]
+__all__ = ["LogSource", "open_log", "parse_interactions", "parse_timestamps", "read_logs"]
 
 _REQUIRED = {"interactions": ("user", "item", "timestamp"), "items": ("item", "title")}
 _BLANK_DURATION = ("", "nan", "null", "none", "na")
@@ -217,13 +218,24 @@ def _items(raw: pd.DataFrame, cfg: DataConfig, name: str, label: str) -> pd.Data
     return frame.assign(**{c: raw[c] for c in locations(raw).columns})
 
 
-def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
-    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`, the users of
-    `cfg.sample_users` only (user_sample.py; filtered as the log is read).
+@dataclass
+class LogSource:
+    """A log and its catalog, found and checked before the full read (`open_log`)."""
+    log: Table
+    items: pd.DataFrame         # the catalog, parsed and checked
+    items_label: str            # "line" or "row", for the catalog's messages
+    sample: UserSample | None   # data.sample_users' users; None: every user
 
-    Fail fast: the catalog (small) is read and checked first, then the log's first rows (tables.HEAD_ROWS)
+    def keep(self, cfg: DataConfig) -> RowFilter | None:
+        """The row filter of the sample, applied while the log is read."""
+        sample, user = self.sample, cfg.columns.user
+        return None if sample is None else (lambda batch: sample.mask(batch.column(user)))
+
+
+def open_log(cfg: DataConfig) -> LogSource:
+    """Fail fast: the catalog (small) is read and checked first, then the log's first rows (tables.HEAD_ROWS)
     (its mapped columns, and with on_bad_row=error its first bad row: the earliest in the file, so
-    the same message the full read would give), and only then the whole log."""
+    the same message the full read would give), and only then may the whole log be read."""
     folder = Path(cfg.path)
     log, catalog = locate(folder, cfg.interactions), locate(folder, cfg.items)   # both there, before reading either
     raw_items, items_label = read_table(catalog, cfg.encoding)
@@ -232,16 +244,28 @@ def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
     if head is not None:
         _mapped(head[0], asdict(cfg.columns), "columns", cfg.interactions, "interactions")   # before any pass
     sample, user = _sample(cfg, log), cfg.columns.user
-    keep = None if sample is None else (lambda batch: sample.mask(batch.column(user)))
     if head is not None:
         rows = head[0] if sample is None else head[0][sample.mask(pa.array(_text(head[0][user])))]
-        _interactions(rows, cfg, DataReport(), cfg.interactions, head[1])   # raises, or counts into a throwaway report
-    raw, label = read_table(log, cfg.encoding, keep)
+        parse_interactions(rows, cfg, DataReport(), head[1])   # raises, or counts into a throwaway report
+    return LogSource(log, items, items_label, sample)
+
+
+def parse_interactions(raw: pd.DataFrame, cfg: DataConfig, report: DataReport, label: str) -> pd.DataFrame:
+    """A frame of the log's rows (all of it, or a batch) as canonical columns, bad rows raised or counted."""
+    return _interactions(raw, cfg, report, cfg.interactions, label)
+
+
+def read_logs(cfg: DataConfig, report: DataReport) -> CanonicalData:
+    """Canonical tables from `cfg.path / cfg.interactions` and `cfg.path / cfg.items`, the users of
+    `cfg.sample_users` only (user_sample.py; filtered as the log is read), the whole log in memory
+    (in shards of users: data/shards.py)."""
+    source = open_log(cfg)
+    raw, label = read_table(source.log, cfg.encoding, source.keep(cfg))
     if len(raw) == 0:
         raise DataError(f"{cfg.interactions}: no row is of a user in data.sample_users={cfg.sample_users:g}")
-    interactions = _interactions(raw, cfg, report, cfg.interactions, label)
-    return finalize(interactions, items, report, cfg.interactions, items_source=cfg.items,
-                    row_label=label, items_row_label=items_label)
+    interactions = parse_interactions(raw, cfg, report, label)
+    return finalize(interactions, source.items, report, cfg.interactions, items_source=cfg.items,
+                    row_label=label, items_row_label=source.items_label)
 
 
 def _sample(cfg: DataConfig, log: Table) -> UserSample | None:

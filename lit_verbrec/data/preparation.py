@@ -25,9 +25,9 @@ def prepare_run_data(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Prepare `cfg.data` into `out`; {"summary": summary.json's dict, "lines": [...], "notes": [...]}.
     Raises DataError on bad input (nothing is written then)."""
     report, start = DataReport(), time.perf_counter()
-    prepared = prepare(cfg.data, out, report, progress=progress)
+    s = prepare(cfg.data, out, report, progress=progress)
     save_config(cfg, out)
-    s, ex = prepared.summary, prepared.summary["examples"]
+    ex = s["examples"]
     lines = [f"{s['interactions']:,} interactions, {s['items']:,} items",
              f"users {s['users']:,} ({s['users_with_examples']:,} with examples) | examples train {ex['train']:,} "
              f"val {ex['val']:,} test {ex['test']:,} | discovery share {s['discovery_share_all']:.1%} | "

@@ -30,6 +30,12 @@ class DataReport:
         else:
             self.skips[reason] = Skip(count, first)
 
+    def absorb(self, other: DataReport) -> None:
+        """Add another report's skips (of another shard of the log): counts add, the first place
+        already known stays."""
+        for reason, s in other.skips.items():
+            self.skip(reason, s.count, s.first)
+
     def count(self, reason: str) -> int:
         return self.skips[reason].count if reason in self.skips else 0
 

@@ -27,13 +27,14 @@ from lit_verbrec.data.csv_files import (
     EmptyTable,
     RowFilter,
     csv_column,
+    csv_frames,
     kept_rows,
     parse_csv,
     read_csv,
 )
 from lit_verbrec.data.schema import DataError
 
-__all__ = ["HEAD_ROWS", "Table", "column_batches", "locate", "read_head", "read_table"]
+__all__ = ["HEAD_ROWS", "Table", "column_batches", "locate", "read_head", "read_table", "table_frames"]
 
 BATCH_ROWS = 1 << 16
 """Rows per batch when a filter streams a file: memory holds the kept rows and one batch."""
@@ -140,6 +141,43 @@ def read_table(table: Table, encoding: str, keep: RowFilter | None = None) -> tu
     or "row"); only the rows `keep` keeps, if given (row numbers stay those of the file)."""
     return (_read_folder(table, encoding, keep=keep) if table.is_folder
             else _read_file(table.path, table.name, encoding, keep))
+
+
+def table_frames(table: Table, encoding: str, keep: RowFilter | None = None) -> Iterator[tuple[pd.DataFrame, str]]:
+    """`table` as `read_table` reads it (the same columns and `_row`/`_part`), in frames of at most a
+    batch of rows (a CSV file that cannot be streamed exactly: the file), so a pass over a log of any
+    size holds one batch; only the rows `keep` keeps, if given."""
+    for file in table.files:
+        shown, relative = table.shown(file), file.relative_to(table.path) if table.is_folder else None
+        partitions = _partition_columns(relative) if relative is not None else {}
+        try:
+            for frame, label in _file_frames(file, shown, encoding, keep):
+                clash = next((key for key in partitions if key in frame.columns), None)
+                if clash is not None:
+                    raise DataError(f"{shown}: column '{clash}' is in the file and in its folder name ({clash}=...); "
+                                    f"rename one of them")
+                if relative is not None:
+                    frame = frame.assign(**partitions, **{PART: pd.Categorical([relative.as_posix()] * len(frame))})
+                yield frame, label
+        except EmptyTable:
+            if not table.is_folder:
+                raise                        # writers leave empty parts (a partition with no rows)
+
+
+def _file_frames(file: Path, shown: str, encoding: str, keep: RowFilter | None) -> Iterator[tuple[pd.DataFrame, str]]:
+    if file.suffix.lower() == ".csv":
+        yield from csv_frames(file, shown, encoding, keep)
+        return
+    try:
+        parquet, start = pq.ParquetFile(file), 1
+        if parquet.metadata.num_rows == 0:
+            raise EmptyTable(f"{shown}: no rows")
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            kept, numbers = kept_rows(batch, np.arange(start, start + batch.num_rows), keep)
+            start += batch.num_rows
+            yield kept.to_pandas(types_mapper=_nullable_ints).assign(**{ROW: numbers}), "row"
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{shown}: not a readable Parquet file ({exc})") from None
 
 
 def read_head(table: Table, encoding: str, rows: int | None = None,

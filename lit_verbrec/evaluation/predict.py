@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from lit_verbrec.config.console import progress
 from lit_verbrec.config.schema import Config
 from lit_verbrec.data.catalog import Catalog
-from lit_verbrec.data.sources import read_prepared
+from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.oracle.factory import make_oracle
 from lit_verbrec.training.inference import (
     engine_name,

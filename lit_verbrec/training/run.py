@@ -30,8 +30,9 @@ from lit_verbrec.config.train_schema import GRPOConfig
 from lit_verbrec.data.catalog import Catalog
 from lit_verbrec.data.files import atomic_folder_write
 from lit_verbrec.data.preparation import prepare_run_data, reading_line
+from lit_verbrec.data.prepared_folder import check_history_window, has_examples, read_prepared
 from lit_verbrec.data.report import DataReport
-from lit_verbrec.data.sources import check_history_window, prepare, read_prepared
+from lit_verbrec.data.sources import prepare
 from lit_verbrec.models.loading import load_tokenizer
 from lit_verbrec.models.tokenizers import build_tiny_tokenizer
 from lit_verbrec.rollout.callback import RolloutCallback
@@ -87,7 +88,7 @@ def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
     """`data_folder`, prepared now if it is not there yet (<run>/data only); a folder cut to another
     history window than the run's is refused (data/sources.py check_history_window)."""
     folder = data_folder(cfg, paths)
-    if not (folder / "examples.parquet").is_file():
+    if not has_examples(folder):
         if cfg.data.prepared:
             raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
         prepare(cfg.data, folder, DataReport())
@@ -100,7 +101,7 @@ def run_prepare_stage(cfg: Config) -> dict:
     <run>/data), on CPU; a folder that already holds examples is kept (its window checked), as the
     training stages would use it. Returns {"stage", "data", "reused", "summary"}."""
     folder = data_folder(cfg, RunPaths.of(cfg))
-    reused = (folder / "examples.parquet").is_file()
+    reused = has_examples(folder)
     if reused:
         print(f"prepare: {folder} already holds prepared examples; kept (remove it to prepare again)", flush=True)
     else:

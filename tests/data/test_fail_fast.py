@@ -16,9 +16,9 @@ from lit_verbrec.config.compose import compose
 from lit_verbrec.config.schema import DataConfig, InteractionColumns
 from lit_verbrec.data import logs, tables
 from lit_verbrec.data.logs import read_logs
+from lit_verbrec.data.prepared_folder import check_history_window
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
-from lit_verbrec.data.sources import check_history_window
 from lit_verbrec.training.run import RunPaths, prepared_folder
 
 ITEMS = "item,title,year,genres,tags,kind,series_id,episode\nm1,Heat,1995,Crime,,movie,,\nm2,Up,2009,,,movie,,\n"

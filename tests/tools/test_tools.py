@@ -115,15 +115,35 @@ def test_bench_data_prints_the_ratio():
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_bench_logs_measures_the_whole_log_and_the_sample_and_prints_their_ratio(fmt):
-    result = run_tool("bench.py", "logs", "--rows", "20000", "--sample", "0.25", "--format", fmt)
+def test_bench_logs_measures_memory_shards_and_sample_and_prints_their_ratios(fmt):
+    result = run_tool("bench.py", "logs", "--rows", "20000,40000", "--sample", "0.25", "--format", fmt,
+                      "--runs", "memory,shards,sample", "--settings", "data.shard_rows=5000 data.workers=2")
     assert result.returncode == 0, result.stderr
     rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 20,000 |")]
-    assert [r[1:3] for r in rows] == [[fmt, "whole log (peer)"], [fmt, "data.sample_users=0.25"]]
-    whole, sampled = (int(r[5].split()[1].replace(",", "")) for r in rows)       # "users N (...)"
-    assert whole == 200 and 25 < sampled < 75
+    assert [r[1:3] for r in rows] == [[fmt, "whole log in memory (peer)"], [fmt, "whole log in shards (default)"],
+                                      [fmt, "data.sample_users=0.25, in shards"]]
+    memory, shards, sampled = (int(r[5].split()[1].replace(",", "")) for r in rows)       # "users N (...)"
+    assert memory == shards == 200 and 25 < sampled < 75
     assert all(float(r[4]) > 0.05 for r in rows)                                # a real peak RSS, in GB
-    assert "ratio sample / whole at 20,000 rows: time " in result.stdout and "peak RSS " in result.stdout
+    for run in ("shards", "sample"):
+        assert f"ratio {run} / memory at 20,000 rows: time " in result.stdout
+    assert re.search(r"shards: peak RSS at 40,000 rows / at 20,000 rows = \d\.\d\d \(rows x2\)", result.stdout)
+
+
+def test_the_logs_benchmark_counts_the_memory_of_child_processes():
+    import psutil
+
+    from benchmarks.logs import _tree_rss
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; block = bytearray(300 << 20); "
+                              "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        me = psutil.Process()
+        assert _tree_rss(me) - me.memory_info().rss > 300 << 20
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_bench_micro_batches_prints_both_and_the_ratios():

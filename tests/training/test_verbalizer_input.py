@@ -15,8 +15,9 @@ from transformers import AutoTokenizer
 from lit_verbrec.config.compose import ConfigError, compose
 from lit_verbrec.config.paths import SHARED_QWEN3
 from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.data.report import DataReport
-from lit_verbrec.data.sources import prepare, read_prepared
+from lit_verbrec.data.sources import prepare
 from lit_verbrec.rollout.types import Rollout, SamplingParams
 from lit_verbrec.text.template import verbalize_template
 from lit_verbrec.training.cache import text_key

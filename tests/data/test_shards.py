@@ -1,0 +1,102 @@
+"""Own logs prepared in shards of users: the same examples, candidates, splits and popularity as the
+in-memory path, whatever the number of shards; bad input named as before; nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lit_verbrec.config.schema import DataConfig, ExamplesConfig, SyntheticConfig
+from lit_verbrec.data import csv_files, tables
+from lit_verbrec.data.report import DataReport
+from lit_verbrec.data.schema import DataError
+from lit_verbrec.data.sources import prepare
+from lit_verbrec.data.synthetic import generate
+
+EXAMPLES = ExamplesConfig(split="time", negatives="popularity", train_targets_per_user=2, history_len=12)
+
+
+@pytest.fixture(scope="module")
+def own_log(tmp_path_factory):
+    """A synthetic log as teams keep one: a folder of monthly hive partitions with an extra column,
+    two duplicate rows and a row on an item the catalog lacks."""
+    folder = tmp_path_factory.mktemp("log")
+    interactions, items = generate(SyntheticConfig(users=60, interactions_per_user=50, movies=150, series=15), 3)
+    log = interactions.assign(device=np.where(np.arange(len(interactions)) % 3, "tv", "phone"))
+    log = pd.concat([log, log.iloc[[5, 77]], log.iloc[[9]].assign(item="no-such-item")], ignore_index=True)
+    for month, part in log.groupby(log["timestamp"].dt.strftime("%Y-%m")):
+        (folder / "events" / f"month={month}").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / "events" / f"month={month}" / "part-0.parquet")
+    pq.write_table(pa.Table.from_pandas(items, preserve_index=False), folder / "items.parquet")
+    return folder, len(log)
+
+
+def prepared(folder, out, **settings) -> dict:
+    cfg = DataConfig(source="parquet", path=str(folder), interactions=settings.pop("interactions", "events"),
+                     items="items.parquet", examples=EXAMPLES, workers=2, **settings)
+    summary = prepare(cfg, out, DataReport(), progress=False)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    return {"summary": summary, "examples": pq.read_table(out / "examples.parquet").sort_by("example_id"),
+            "items": pq.read_table(out / "items.parquet")}
+
+
+def same_preparation(a: dict, b: dict) -> None:
+    assert a["examples"].num_rows > 0 and a["examples"].equals(b["examples"])
+    assert a["items"].equals(b["items"])
+    drop = ("shards", "skipped")
+    assert {k: v for k, v in a["summary"].items() if k not in drop} == {k: v for k, v in b["summary"].items() if k not in drop}
+    # skip counts add up over shards; the first place named is the first within its shard
+    assert ({k: v["count"] for k, v in a["summary"]["skipped"].items()}
+            == {k: v["count"] for k, v in b["summary"]["skipped"].items()})
+
+
+def test_one_shard_many_shards_and_the_in_memory_path_prepare_the_same(own_log, tmp_path):
+    folder, rows = own_log
+    whole = prepared(folder, tmp_path / "memory", shard_rows=0)
+    assert whole["summary"]["skipped"]["duplicate interactions"]["count"] == 2
+    assert whole["summary"]["skipped"]["interactions on items missing from the catalog"]["count"] == 1
+    assert "month" in whole["examples"].schema.field("history").type.value_type.names   # the extra columns ride along
+    for shard_rows, shards in ((10 * rows, 1), (rows // 7, 8), (20, rows // 20 + 1)):    # the last: most shards empty
+        sharded = prepared(folder, tmp_path / f"rows-{shard_rows}", shard_rows=shard_rows)
+        assert sharded["summary"]["shards"] == shards
+        same_preparation(sharded, whole)
+        parts = sorted(p.name for p in (tmp_path / f"rows-{shard_rows}" / "examples.parquet").iterdir())
+        assert 1 <= len(parts) <= min(shards, 60) and not list((tmp_path / f"rows-{shard_rows}").glob(".shards-*"))
+
+
+def test_a_sampled_csv_log_is_the_same_sample_in_shards(tmp_path, own_log):
+    folder, _ = own_log
+    frame = pq.read_table(folder / "events").to_pandas().drop(columns="month")
+    frame["timestamp"] = frame["timestamp"].astype("int64") // 10**9      # unix seconds, data.timestamp_format's default
+    frame.to_csv(folder / "events.csv", index=False)
+    whole = prepared(folder, tmp_path / "memory", interactions="events.csv", shard_rows=0, sample_users=0.5)
+    sharded = prepared(folder, tmp_path / "shards", interactions="events.csv", shard_rows=300, sample_users=0.5)
+    same_preparation(sharded, whole)
+    users = set(whole["examples"]["user"].to_pylist())
+    assert 15 < len(users) < 45 and sharded["summary"]["shards"] > 1
+
+
+def test_a_bad_row_past_the_head_is_named_and_nothing_is_written(tmp_path, own_log, monkeypatch):
+    folder, _ = own_log
+    monkeypatch.setattr(tables, "HEAD_ROWS", 50)              # the bad row is found by the full pass
+    monkeypatch.setattr(csv_files, "CSV_BLOCK_BYTES", 4096)   # in a later block of the stream
+    frame = pq.read_table(folder / "events").to_pandas().drop(columns="month")
+    frame["timestamp"] = frame["timestamp"].astype("int64") // 10**9
+    frame["event"] = frame["event"].astype(object)
+    frame.loc[2000, "event"] = "hover"
+    frame.to_csv(folder / "bad.csv", index=False)
+    with pytest.raises(DataError, match=re.escape("bad.csv line 2002, column 'event': unknown event 'hover'")):
+        prepared(folder, tmp_path / "out", interactions="bad.csv", shard_rows=300)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_own_logs_are_sharded_by_default_and_a_negative_shard_size_is_refused():
+    assert DataConfig().shard_rows > 0
+    with pytest.raises(ValueError, match="data.shard_rows"):
+        DataConfig(shard_rows=-1)
