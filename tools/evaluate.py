@@ -27,8 +27,8 @@ from pathlib import Path
 from lit_verbrec.config.cli import parse_cli
 from lit_verbrec.config.compose import save_config
 from lit_verbrec.data.catalog import Catalog
+from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.data.schema import DataError
-from lit_verbrec.data.sources import read_prepared
 from lit_verbrec.evaluation.paper import ordering_line, paper_rows, stage2_ordering
 from lit_verbrec.evaluation.systems import SYSTEMS
 from lit_verbrec.evaluation.table import evaluate_rows, markdown_table, score_rows

@@ -27,7 +27,7 @@ from lit_verbrec.config.cli import run_folder
 from lit_verbrec.config.compose import ConfigError, compose_run
 from lit_verbrec.config.schema import stage_size
 from lit_verbrec.data.catalog import Catalog
-from lit_verbrec.data.sources import read_prepared
+from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.export.distill import distillation_rows, write_distillation
 from lit_verbrec.export.models import export_adapter, export_merged, model_card
 from lit_verbrec.oracle.factory import make_oracle
