@@ -30,6 +30,11 @@ class DataReport:
         else:
             self.skips[reason] = Skip(count, first)
 
+    @classmethod
+    def from_dict(cls, skips: dict) -> DataReport:
+        """The report `as_dict` wrote."""
+        return cls({reason: Skip(s["count"], s["first"]) for reason, s in skips.items()})
+
     def absorb(self, other: DataReport) -> None:
         """Add another report's skips (of another shard of the log): counts add, the first place
         already known stays."""

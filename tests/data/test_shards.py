@@ -16,6 +16,7 @@ from lit_verbrec.config.schema import DataConfig, ExamplesConfig, SyntheticConfi
 from lit_verbrec.data import csv_files, tables
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
+from lit_verbrec.data.shard_passes import canonical_pass, partition_pass, work_folder
 from lit_verbrec.data.sources import prepare
 from lit_verbrec.data.synthetic import generate
 
@@ -37,9 +38,13 @@ def own_log(tmp_path_factory):
     return folder, len(log)
 
 
+def config(folder, **settings) -> DataConfig:
+    return DataConfig(source="parquet", path=str(folder), interactions=settings.pop("interactions", "events"),
+                      items="items.parquet", examples=EXAMPLES, workers=2, **settings)
+
+
 def prepared(folder, out, **settings) -> dict:
-    cfg = DataConfig(source="parquet", path=str(folder), interactions=settings.pop("interactions", "events"),
-                     items="items.parquet", examples=EXAMPLES, workers=2, **settings)
+    cfg = config(folder, **settings)
     summary = prepare(cfg, out, DataReport(), progress=False)
     assert json.loads((out / "summary.json").read_text()) == summary
     return {"summary": summary, "examples": pq.read_table(out / "examples.parquet").sort_by("example_id"),
@@ -100,3 +105,34 @@ def test_own_logs_are_sharded_by_default_and_a_negative_shard_size_is_refused():
     assert DataConfig().shard_rows > 0
     with pytest.raises(ValueError, match="data.shard_rows"):
         DataConfig(shard_rows=-1)
+
+
+def test_a_stopped_preparation_resumes_and_redoes_no_finished_shard(own_log, tmp_path):
+    folder, rows = own_log
+    out, settings = tmp_path / "out", {"shard_rows": rows // 7}
+    work = work_folder(out)
+    partition_pass(config(folder, **settings), work)
+    for k in (0, 3):                       # two shards through pass 2, then the run stopped
+        canonical_pass(config(folder, **settings), work, k)
+    # mark shard 0's record: a redone shard 0 would lose the mark
+    marker = json.loads((work / "canonical" / "0.json").read_text())
+    marker["report"]["a mark left by this test"] = {"count": 1, "first": "shard 0"}
+    (work / "canonical" / "0.json").write_text(json.dumps(marker))
+    resumed = prepared(folder, out, **settings)
+    assert resumed["summary"]["skipped"].pop("a mark left by this test")["count"] == 1
+    same_preparation(resumed, prepared(folder, tmp_path / "memory", shard_rows=0))
+    assert not work.exists()
+
+
+def test_a_work_folder_of_other_settings_is_started_over(own_log, tmp_path):
+    folder, rows = own_log
+    out = tmp_path / "out"
+    work = work_folder(out)
+    partition_pass(config(folder, shard_rows=rows // 7, seed=1), work)
+    canonical_pass(config(folder, shard_rows=rows // 7, seed=1), work, 0)
+    marker = json.loads((work / "canonical" / "0.json").read_text())
+    marker["report"]["a mark left by this test"] = {"count": 1, "first": "shard 0"}
+    (work / "canonical" / "0.json").write_text(json.dumps(marker))
+    again = prepared(folder, out, shard_rows=rows // 7)                       # seed 0: another preparation
+    assert "a mark left by this test" not in again["summary"]["skipped"]
+    same_preparation(again, prepared(folder, tmp_path / "memory", shard_rows=0))

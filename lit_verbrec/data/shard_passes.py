@@ -1,0 +1,244 @@
+"""The passes of a sharded preparation (data/shards.py), each resumable over one work folder.
+
+    <out>/.shards/
+      plan.json             pass 1 done: shard count, rows, span, its report, the settings' key
+      catalog.arrow         the checked catalog
+      log/shard=k/          the parsed log rows of shard k (removed when pass 2 has read them)
+      canonical/k.arrow     pass 2: shard k's canonical rows; k.npy its title plays; k.json done
+      popularity.npy        the titles' popularity: every shard's plays, added
+      examples/part-k.parquet, examples-done/k.json     pass 3 of shard k
+Each pass writes its marker last and returns at once when the marker is there, so a killed run (or
+a failed Slurm array task) is resumed where it stopped, and a finished shard is not redone. A work
+folder left by other settings (`plan.json`'s key) is started over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from lit_verbrec.config.data_schema import DataConfig
+from lit_verbrec.data.canonical import catalog_table, finalize
+from lit_verbrec.data.examples import shard_examples, title_plays, with_popularity
+from lit_verbrec.data.files import atomic_write, replace_folder
+from lit_verbrec.data.logs import LogSource, open_log, parse_interactions
+from lit_verbrec.data.prepared_folder import EXAMPLES_FILE, write_items_and_summary
+from lit_verbrec.data.report import DataReport
+from lit_verbrec.data.schema import CanonicalData, DataError
+from lit_verbrec.data.summary import add_tallies, empty_tally, summarize
+from lit_verbrec.data.tables import Table, locate, table_frames
+from lit_verbrec.data.titles import TitleIndex
+from lit_verbrec.data.user_sample import user_hashes
+
+__all__ = ["Plan", "canonical_pass", "examples_pass", "partition_pass", "popularity_pass", "publish_pass",
+           "shard_count", "work_folder"]
+
+SHARD = "shard"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the partition pass learned of the whole log."""
+    shards: int
+    rows: int                  # interactions written (bad rows skipped)
+    label: str                 # "line" or "row": how messages number the log's rows
+    span: tuple[int, int]      # first and last timestamp (seconds) of rows on catalog items
+    report: dict               # the partition pass's skips (DataReport.as_dict)
+
+
+def work_folder(out: Path) -> Path:
+    return Path(out) / ".shards"
+
+
+def settings_key(cfg: DataConfig) -> str:
+    """What the work folder's content depends on: every data setting but where it goes and how many
+    processes write it."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("prepared", "workers")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def shard_count(cfg: DataConfig, log: Table | None = None) -> int:
+    """Shards of about `data.shard_rows` interactions: the log's rows (Parquet metadata, or a CSV's
+    size over its first lines' bytes per row), times the sampled share of users when it is a share.
+    Cheap (no row is read), so a job array can be sized before the log is read."""
+    log = log or locate(Path(cfg.path), cfg.interactions)
+    rows = sum(_estimated_rows(file) for file in log.files)
+    share = cfg.sample_users if 0 < cfg.sample_users < 1 else 1.0
+    return max(1, -(-round(rows * share) // cfg.shard_rows))
+
+
+def _estimated_rows(file: Path) -> int:
+    if file.suffix.lower() == ".parquet":
+        return pq.ParquetFile(file).metadata.num_rows
+    with file.open("rb") as f:
+        head = f.read(1 << 20)
+    return round(file.stat().st_size / max(len(head), 1) * max(head.count(b"\n") - 1, 1))
+
+
+def read_plan(work: Path) -> Plan:
+    data = json.loads((work / "plan.json").read_text())
+    return Plan(data["shards"], data["rows"], data["label"], tuple(data["span"]), data["report"])
+
+
+def partition_pass(cfg: DataConfig, work: Path) -> Plan:
+    """Pass 1: the log streamed into `work/log/shard=k/`, parsed and checked; plan.json last."""
+    if (work / "plan.json").is_file() and json.loads((work / "plan.json").read_text()).get("key") == settings_key(cfg):
+        return read_plan(work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    source = open_log(cfg)
+    catalog = catalog_table(source.items, cfg.items, source.items_label)
+    feather.write_feather(catalog, work / "catalog.arrow")
+    plan = _partition(cfg, source, catalog, shard_count(cfg, source.log), work / "log", DataReport())
+    atomic_write(work / "plan.json", lambda tmp: tmp.write_text(json.dumps(asdict(plan) | {"key": settings_key(cfg)})))
+    return plan
+
+
+def _partition(cfg: DataConfig, source: LogSource, catalog: pa.Table, shards: int, folder: Path,
+               report: DataReport) -> Plan:
+    """Stream the log into `folder/shard=k/` (Arrow's dataset writer), parsed and checked."""
+    seen = {"rows": 0, "label": "row", "first": None, "last": None}
+    items = catalog["item"]
+
+    def batches():
+        schema = None
+        for frame, label in table_frames(source.log, cfg.encoding, source.keep(cfg)):
+            rows = parse_interactions(frame, cfg, report, label)
+            if len(rows) == 0:
+                continue
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+            shard = pa.array((user_hashes(table["user"]) % np.uint64(shards)).astype(np.int32))
+            table = table.append_column(SHARD, shard)
+            schema = schema or _stable(table.schema)
+            table = _cast(table, schema, source.log)
+            on_catalog = pc.filter(table["timestamp"].cast(pa.int64()), pc.is_in(table["item"], value_set=items))
+            if len(on_catalog):
+                first, last = pc.min(on_catalog).as_py(), pc.max(on_catalog).as_py()
+                seen["first"] = first if seen["first"] is None else min(seen["first"], first)
+                seen["last"] = last if seen["last"] is None else max(seen["last"], last)
+            seen["rows"] += table.num_rows
+            seen["label"] = label
+            yield from table.to_batches()
+
+    stream = batches()
+    first = next(stream, None)
+    if first is None:
+        raise DataError(f"{cfg.interactions}: no interactions" + (
+            f" (no row is of a user in data.sample_users={cfg.sample_users:g})" if cfg.sample_users else ""))
+
+    def chained():
+        yield first
+        yield from stream
+
+    ds.write_dataset(chained(), folder, schema=first.schema, format="parquet", preserve_order=True,
+                     partitioning=ds.partitioning(pa.schema([(SHARD, pa.int32())]), flavor="hive"),
+                     existing_data_behavior="overwrite_or_ignore", basename_template="part-{i}.parquet")
+    if seen["first"] is None:
+        raise DataError(f"{cfg.interactions}: no interactions left: none is on an item of the catalog {cfg.items}")
+    return Plan(shards, seen["rows"], seen["label"], (seen["first"], seen["last"]), report.as_dict())
+
+
+def _stable(schema: pa.Schema) -> pa.Schema:
+    """The batch schema every batch is cast to: large strings as strings, a part file's name as a
+    dictionary with room for any number of part files."""
+    fields = [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if pa.types.is_dictionary(f.type)
+              else pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in schema]
+    return pa.schema(fields)
+
+
+def _cast(table: pa.Table, schema: pa.Schema, log: Table) -> pa.Table:
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
+        raise DataError(f"{log.name}: a batch of the log does not have the columns or types of its first rows "
+                        f"({exc}); part files of one log need one schema") from None
+
+
+def canonical_pass(cfg: DataConfig, work: Path, k: int) -> None:
+    """Pass 2 for shard k: its canonical rows (data/canonical.py finalize) and title plays without
+    its validation and test targets (the shards' add up to the popularity); k.json last."""
+    done = work / "canonical" / f"{k}.json"
+    if done.is_file():
+        return
+    plan, catalog = read_plan(work), feather.read_table(work / "catalog.arrow")
+    report, path = DataReport(), work / "log" / f"{SHARD}={k}"
+    frame = pq.read_table(path).to_pandas() if path.exists() else pa.table({}).to_pandas()   # a part's name: categorical
+    data = finalize(frame, catalog, report, cfg.interactions, items_source=cfg.items, row_label=plan.label, shard=True)
+    done.parent.mkdir(exist_ok=True)
+    # Arrow's file format keeps the types exactly (Parquet has no timestamp in seconds)
+    feather.write_feather(data.interactions, work / "canonical" / f"{k}.arrow", compression="lz4")
+    plays = (title_plays(data, cfg.examples, plan.span) if data.interactions.num_rows
+             else np.zeros(TitleIndex(catalog).n_titles, dtype=np.int64))
+    atomic_write(work / "canonical" / f"{k}.npy", lambda tmp: _save(tmp, plays))
+    atomic_write(done, lambda tmp: tmp.write_text(json.dumps({"rows": data.interactions.num_rows,
+                                                             "report": report.as_dict()})))
+    shutil.rmtree(path, ignore_errors=True)            # the disk holds each shard once
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as f:             # np.save given a path would add ".npy" to the temporary's name
+        np.save(f, array)
+
+
+def popularity_pass(cfg: DataConfig, work: Path) -> np.ndarray:
+    """Every shard's title plays, added: what negatives are drawn by, and items.parquet's popularity."""
+    if (work / "popularity.npy").is_file():
+        return np.load(work / "popularity.npy")
+    plan = read_plan(work)
+    missing = [k for k in range(plan.shards) if not (work / "canonical" / f"{k}.json").is_file()]
+    if missing:
+        raise RuntimeError(f"{work}: shards {missing[:10]} have not been through the canonical pass")
+    rows = sum(json.loads((work / "canonical" / f"{k}.json").read_text())["rows"] for k in range(plan.shards))
+    if rows == 0:
+        raise DataError(f"{cfg.interactions}: no interactions left: none is on an item of the catalog {cfg.items}")
+    popularity = sum(np.load(work / "canonical" / f"{k}.npy") for k in range(plan.shards))
+    atomic_write(work / "popularity.npy", lambda tmp: _save(tmp, popularity))
+    return popularity
+
+
+def examples_pass(cfg: DataConfig, work: Path, k: int) -> None:
+    """Pass 3 for shard k: its examples, one part file of the examples dataset; examples-done/k.json last."""
+    done = work / "examples-done" / f"{k}.json"
+    if done.is_file():
+        return
+    plan, catalog = read_plan(work), feather.read_table(work / "catalog.arrow")
+    report, tally = DataReport(), empty_tally()
+    interactions = feather.read_table(work / "canonical" / f"{k}.arrow")
+    if interactions.num_rows:
+        examples, tally = shard_examples(CanonicalData(interactions, catalog), cfg.examples, cfg.seed, report,
+                                         plan.span, np.load(work / "popularity.npy"))
+        if examples.num_rows:
+            (work / "examples").mkdir(exist_ok=True)
+            atomic_write(work / "examples" / f"part-{k:05d}.parquet", lambda tmp: pq.write_table(examples, tmp))
+    done.parent.mkdir(exist_ok=True)
+    atomic_write(done, lambda tmp: tmp.write_text(json.dumps({"tally": tally, "report": report.as_dict()})))
+
+
+def publish_pass(cfg: DataConfig, work: Path, out: Path) -> dict:
+    """items.parquet and summary.json, then the examples folder moved to `out` in whole (a folder
+    with examples.parquet holds the whole prepared data); the work folder removed. The summary."""
+    plan, catalog = read_plan(work), feather.read_table(work / "catalog.arrow")
+    report, tally, rows = DataReport.from_dict(plan.report), empty_tally(), 0
+    for k in range(plan.shards):
+        canonical = json.loads((work / "canonical" / f"{k}.json").read_text())
+        built = json.loads((work / "examples-done" / f"{k}.json").read_text())
+        rows += canonical["rows"]
+        report.absorb(DataReport.from_dict(canonical["report"]))
+        report.absorb(DataReport.from_dict(built["report"]))
+        tally = add_tallies(tally, built["tally"])
+    summary = (summarize(tally, rows, catalog.num_rows, cfg.examples, report)
+               | {"sample_users": cfg.sample_users, "shards": plan.shards})
+    write_items_and_summary(with_popularity(catalog, np.load(work / "popularity.npy")), summary, out)
+    replace_folder(work / "examples", out / EXAMPLES_FILE)
+    shutil.rmtree(work)
+    return summary
