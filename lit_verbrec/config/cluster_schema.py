@@ -133,8 +133,10 @@ class ClusterConfig:
         return self.tasks_per_node or max(1, self.gpus_per_node)
 
     def for_stage(self, stage: str) -> ClusterConfig:
-        """The resources of `stage`'s job: the cluster-wide ones with that stage's overrides applied."""
-        return dataclasses.replace(self, **getattr(self, stage).overrides(), **dict.fromkeys(STAGES, StageResources()))
+        """The resources of `stage`'s job: the cluster-wide ones with that stage's overrides applied.
+        A pass of a sharded preparation ("prepare.examples") has the preparation's."""
+        own = getattr(self, stage.partition(".")[0])
+        return dataclasses.replace(self, **own.overrides(), **dict.fromkeys(STAGES, StageResources()))
 
     def __post_init__(self) -> None:
         choice(self.kind, "cluster.kind", ("local", "slurm"))

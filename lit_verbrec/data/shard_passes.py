@@ -164,12 +164,13 @@ def _cast(table: pa.Table, schema: pa.Schema, log: Table) -> pa.Table:
                         f"({exc}); part files of one log need one schema") from None
 
 
-def canonical_pass(cfg: DataConfig, work: Path, k: int) -> None:
+def canonical_pass(cfg: DataConfig, work: Path, k: int) -> bool:
     """Pass 2 for shard k: its canonical rows (data/canonical.py finalize) and title plays without
-    its validation and test targets (the shards' add up to the popularity); k.json last."""
+    its validation and test targets (the shards' add up to the popularity); k.json last. False when
+    an earlier run had done it."""
     done = work / "canonical" / f"{k}.json"
     if done.is_file():
-        return
+        return False
     plan, catalog = read_plan(work), feather.read_table(work / "catalog.arrow")
     report, path = DataReport(), work / "log" / f"{SHARD}={k}"
     frame = pq.read_table(path).to_pandas() if path.exists() else pa.table({}).to_pandas()   # a part's name: categorical
@@ -183,6 +184,7 @@ def canonical_pass(cfg: DataConfig, work: Path, k: int) -> None:
     atomic_write(done, lambda tmp: tmp.write_text(json.dumps({"rows": data.interactions.num_rows,
                                                              "report": report.as_dict()})))
     shutil.rmtree(path, ignore_errors=True)            # the disk holds each shard once
+    return True
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -206,11 +208,12 @@ def popularity_pass(cfg: DataConfig, work: Path) -> np.ndarray:
     return popularity
 
 
-def examples_pass(cfg: DataConfig, work: Path, k: int) -> None:
-    """Pass 3 for shard k: its examples, one part file of the examples dataset; examples-done/k.json last."""
+def examples_pass(cfg: DataConfig, work: Path, k: int) -> bool:
+    """Pass 3 for shard k: its examples, one part file of the examples dataset; examples-done/k.json
+    last. False when an earlier run had done it."""
     done = work / "examples-done" / f"{k}.json"
     if done.is_file():
-        return
+        return False
     plan, catalog = read_plan(work), feather.read_table(work / "catalog.arrow")
     report, tally = DataReport(), empty_tally()
     interactions = feather.read_table(work / "canonical" / f"{k}.arrow")
@@ -222,6 +225,7 @@ def examples_pass(cfg: DataConfig, work: Path, k: int) -> None:
             atomic_write(work / "examples" / f"part-{k:05d}.parquet", lambda tmp: pq.write_table(examples, tmp))
     done.parent.mkdir(exist_ok=True)
     atomic_write(done, lambda tmp: tmp.write_text(json.dumps({"tally": tally, "report": report.as_dict()})))
+    return True
 
 
 def publish_pass(cfg: DataConfig, work: Path, out: Path) -> dict:

@@ -2,6 +2,8 @@
 
     python tools/submit.py stage=both size=32b            # two jobs, the second `afterok` the first
 
+The preparation of own logs in shards is five jobs, two of them job arrays (launch/prepare_jobs.py).
+
 Each job runs `srun` with `cluster.tasks_per_node` ranks on each of `cluster.nodes` nodes
 (per stage: `cluster.verbalizer.*`, `cluster.reasoner.*`); every rank unpickles the same
 StageJob, and Lightning's SLURMEnvironment reads its rank and the rendezvous (MASTER_ADDR =
@@ -32,9 +34,10 @@ from lit_verbrec.config.compose import save_config
 from lit_verbrec.config.schema import Config
 from lit_verbrec.launch.jobs import append_submission, plan_stages, previous_jobs, read_jobs
 from lit_verbrec.launch.local import run_stage
+from lit_verbrec.launch.prepare_jobs import PreparePass, array_size, expand_stages
 from lit_verbrec.launch.sbatch import python_command, sbatch_parameters, sbatch_script, stage_config
 from lit_verbrec.training import preemption
-from lit_verbrec.training.run import RunPaths
+from lit_verbrec.training.run import RunPaths, data_folder
 
 __all__ = ["StageJob", "dry_run", "read_jobs", "snapshot", "submit"]
 
@@ -91,15 +94,32 @@ def _package_files(package: Path) -> list[Path]:
 
 
 def dry_run(cfg: Config) -> str:
-    """The scripts of every stage, as text; later stages wait on a placeholder id."""
+    """The scripts of every job, as text; later jobs wait on a placeholder id."""
     run_dir = RunPaths.of(cfg).run.resolve()
     code = snapshot_folder(run_dir) if cfg.cluster.snapshot else None
     parts, after = [], ""
-    for stage in cfg.stage.stages:
+    for stage in expand_stages(cfg):
         script = sbatch_script(cfg, stage, job_folder(run_dir), after, code)
-        parts.append(f"# ---- {stage}: sbatch script ----\n{script}")
+        tasks = array_size(cfg, stage) if stage.startswith("prepare.") else 0
+        array = f" (a job array of {tasks} tasks, --array=0-{tasks - 1}: one per shard)" if tasks else ""
+        parts.append(f"# ---- {stage}: sbatch script{array} ----\n{script}")
         after = f"<{stage} job id>"
     return "\n".join(parts)
+
+
+def _submit_job(executor, cfg: Config, stage: str) -> tuple[str, object]:
+    """Submit one stage's job (a prepare pass's: its job, or its array of one task per shard);
+    (the job id dependencies name, a submitit job for the log paths)."""
+    if not stage.startswith("prepare."):
+        job = executor.submit(StageJob(cfg, stage))
+        return job.job_id, job
+    work = PreparePass(stage_config(cfg, "prepare"), stage, data_folder(cfg, RunPaths.of(cfg)).resolve())
+    tasks = array_size(cfg, stage)
+    if not tasks:
+        job = executor.submit(work)
+        return job.job_id, job
+    jobs = executor.map_array(work, range(tasks))
+    return jobs[0].job_id.split("_")[0], jobs[0]
 
 
 def submit(cfg: Config, states: dict[str, str] | None = None) -> list[dict]:
@@ -118,7 +138,8 @@ def submit(cfg: Config, states: dict[str, str] | None = None) -> list[dict]:
         states = {i: s["state"] for i, s in job_states([j["job_id"] for j in previous.values()]).items()}
     code = snapshot(run_dir) if cfg.cluster.snapshot else None
     jobs, after = [], ""
-    for stage, (action, earlier) in zip(cfg.stage.stages, plan_stages(cfg.stage.stages, previous, states)):
+    stages = expand_stages(cfg)
+    for stage, (action, earlier) in zip(stages, plan_stages(stages, previous, states), strict=True):
         if action == "reuse":
             state = states[earlier["job_id"]]
             jobs.append({**earlier, "reused": state})
@@ -127,9 +148,8 @@ def submit(cfg: Config, states: dict[str, str] | None = None) -> list[dict]:
         executor = submitit.SlurmExecutor(folder=job_folder(run_dir), python=python_command(cfg.cluster.for_stage(stage),
                                                                                            code))
         executor.update_parameters(**sbatch_parameters(cfg, stage, after, code))
-        job = executor.submit(StageJob(cfg, stage))
-        after = job.job_id
-        jobs.append({"stage": stage, "job_id": job.job_id, "out": str(job.paths.stdout).replace("%t", "0"),
+        after, job = _submit_job(executor, cfg, stage)
+        jobs.append({"stage": stage, "job_id": after, "out": str(job.paths.stdout).replace("%t", "0"),
                      "err": str(job.paths.stderr).replace("%t", "0"), "submitted": time.time(),
                      **({"code": str(code)} if code else {})})
     return append_submission(run_dir, jobs)

@@ -26,16 +26,38 @@ stays only on a job that is not requeued (PreemptMode=CANCEL, or no --requeue)."
 
 def sacct_states(job_ids: list[str]) -> dict[str, dict]:
     """job id -> {state, start, end, exit_code} of each job's latest run ("CANCELLED by 0" -> CANCELLED);
-    a job sacct does not know yet (just submitted) is PENDING. CalledProcessError if sacct fails."""
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobIDRaw,State,Start,End,ExitCode"],
+    of a job array, its tasks' together (`combined`); a job sacct does not know yet (just submitted) is
+    PENDING. CalledProcessError if sacct fails."""
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o",
+                          "JobID,JobIDRaw,State,Start,End,ExitCode"],
                          check=True, capture_output=True, text=True, timeout=60).stdout
     states = {j: {"state": "PENDING", "start": "Unknown", "end": "Unknown", "exit_code": ""} for j in job_ids}
+    tasks: dict[str, list[dict]] = {}
     for line in out.splitlines():
-        job_id, state, start, end, exit_code = line.split("|")
-        if job_id in states:
-            states[job_id] = {"state": state.split()[0] if state else "PENDING", "start": start, "end": end,
-                              "exit_code": exit_code}
-    return states
+        job_id, raw, state, start, end, exit_code = line.split("|")
+        record = {"state": state.split()[0] if state else "PENDING", "start": start, "end": end, "exit_code": exit_code}
+        array, task, _ = job_id.partition("_")        # "123_4": task 4 of array 123 (its raw id is another)
+        if task and array in states:
+            tasks.setdefault(array, []).append(record)
+        elif raw in states:
+            states[raw] = record
+    return states | {array: combined(records) for array, records in tasks.items()}
+
+
+def combined(tasks: list[dict]) -> dict:
+    """The state of a job array from its tasks': live while any task is, else COMPLETED only when every
+    task is (otherwise the first other end state, e.g. FAILED, with that task's exit code)."""
+    live = [t for t in tasks if t["state"] not in FINAL]
+    failed = [t for t in tasks if t["state"] in FINAL and t["state"] != "COMPLETED"]
+    if live:
+        state = "RUNNING" if any(t["state"] == "RUNNING" for t in live) else live[0]["state"]
+    else:
+        state = failed[0]["state"] if failed else "COMPLETED"
+    starts = [t["start"] for t in tasks if t["start"] not in ("Unknown", "None", "")]
+    ends = [t["end"] for t in tasks if t["end"] not in ("Unknown", "None", "")]
+    return {"state": state, "start": min(starts, default="Unknown"),
+            "end": "Unknown" if live or not ends else max(ends),
+            "exit_code": (failed or tasks)[0]["exit_code"]}
 
 
 def scontrol_states(job_ids: list[str]) -> dict[str, dict]:
@@ -43,9 +65,13 @@ def scontrol_states(job_ids: list[str]) -> dict[str, dict]:
     states = {}
     for job_id in job_ids:
         out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=60)
-        fields = dict(f.split("=", 1) for f in out.stdout.split() if "=" in f) if out.returncode == 0 else {}
-        states[job_id] = {"state": fields.get("JobState", "UNKNOWN"), "start": fields.get("StartTime", "Unknown"),
-                          "end": fields.get("EndTime", "Unknown"), "exit_code": fields.get("ExitCode", "")}
+        records = []
+        for line in out.stdout.splitlines() if out.returncode == 0 else []:   # a job array: a line per task
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            records.append({"state": fields.get("JobState", "UNKNOWN"), "start": fields.get("StartTime", "Unknown"),
+                            "end": fields.get("EndTime", "Unknown"), "exit_code": fields.get("ExitCode", "")})
+        states[job_id] = (combined(records) if len(records) > 1 else records[0] if records
+                          else {"state": "UNKNOWN", "start": "Unknown", "end": "Unknown", "exit_code": ""})
     return states
 
 
@@ -75,7 +101,8 @@ def pending_reasons(job_ids: list[str]) -> dict[str, str]:
     """job id -> why Slurm keeps it PENDING (squeue's reason: Dependency, Resources, PartitionConfig, ...)."""
     out = subprocess.run(["squeue", "-h", "-t", "PENDING", "-j", ",".join(job_ids), "-o", "%i|%r"],
                          check=False, capture_output=True, text=True, timeout=60).stdout
-    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+    # a pending job array is listed as "123_[0-7]": its reason is the array's
+    return {line.split("|", 1)[0].split("_")[0]: line.split("|", 1)[1] for line in out.splitlines() if "|" in line}
 
 
 def cancel(job_ids: list[str]) -> None:
