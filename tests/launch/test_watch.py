@@ -60,16 +60,36 @@ def test_sacct_disabled_the_watcher_reads_scontrol_and_names_the_failure(run_dir
 
 
 def test_preempted_and_not_requeued_is_an_end_state(run_dir, capsys):
-    fake_slurm(run_dir.parent / "bin", "echo '11|PREEMPTED|2026-01-01T10:00:00|2026-01-01T10:05:00|0:15'; "
-                                       "echo '12|PENDING|Unknown|Unknown|0:0'", {})
+    fake_slurm(run_dir.parent / "bin", "echo '11|11|PREEMPTED|2026-01-01T10:00:00|2026-01-01T10:05:00|0:15'; "
+                                       "echo '12|12|PENDING|Unknown|Unknown|0:0'", {})
     assert slurm_watch.watch(run_dir, poll_s=0.01, timeout_s=30) == 1
     assert "ended PREEMPTED" in capsys.readouterr().err
 
 
 def test_preempted_then_requeued_is_followed_not_failed(run_dir):
-    fake_slurm(run_dir.parent / "bin", "echo '11|PREEMPTED|2026-01-01T10:00:00|2026-01-01T10:05:00|0:15'",
+    fake_slurm(run_dir.parent / "bin", "echo '11|11|PREEMPTED|2026-01-01T10:00:00|2026-01-01T10:05:00|0:15'",
                {"11": "JobId=11 JobState=PENDING Reason=BeginTime StartTime=Unknown EndTime=Unknown ExitCode=0:0"})
     assert slurm_watch.job_states(["11"])["11"]["state"] == "PENDING"
+
+
+def test_a_job_array_is_live_while_a_task_runs_and_fails_with_its_first_failed_task(run_dir):
+    # sacct lists an array's tasks as <array>_<task> with raw ids of their own (the last task's is the array's)
+    tasks = ["20_0|21|COMPLETED|2026-01-01T10:00:00|2026-01-01T10:01:00|0:0",
+             "20_1|22|{}|2026-01-01T10:00:05|{}|{}",
+             "20_2|20|COMPLETED|2026-01-01T10:00:09|2026-01-01T10:02:00|0:0"]
+    for second, end, code, state in (("RUNNING", "Unknown", "0:0", "RUNNING"),
+                                     ("FAILED", "2026-01-01T10:03:00", "1:0", "FAILED"),
+                                     ("COMPLETED", "2026-01-01T10:03:00", "0:0", "COMPLETED")):
+        lines = [tasks[0], tasks[1].format(second, end, code), tasks[2]]
+        fake_slurm(run_dir.parent / "bin", "; ".join(f"echo '{line}'" for line in lines), {})
+        got = slurm_watch.job_states(["20"])["20"]
+        assert got["state"] == state and got["start"] == "2026-01-01T10:00:00"
+        assert got["end"] == ("Unknown" if state == "RUNNING" else "2026-01-01T10:03:00")
+        assert got["exit_code"] == ("1:0" if state == "FAILED" else "0:0")
+    # without accounting, scontrol prints a line per task
+    fake_slurm(run_dir.parent / "bin", "exit 1", {"20": "JobId=22 JobState=PENDING StartTime=Unknown EndTime=Unknown ExitCode=0:0\n"
+                                                        "JobId=21 JobState=COMPLETED StartTime=a EndTime=b ExitCode=0:0"})
+    assert slurm_watch.scontrol_states(["20"])["20"]["state"] == "PENDING"
 
 
 def test_a_rerun_reuses_completed_and_live_stages_and_keeps_the_history(tmp_path):
