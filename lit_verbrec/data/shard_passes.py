@@ -9,7 +9,7 @@
       examples/part-k.parquet, examples-done/k.json     pass 3 of shard k
 Each pass writes its marker last and returns at once when the marker is there, so a killed run (or
 a failed Slurm array task) is resumed where it stopped, and a finished shard is not redone. A work
-folder left by other settings (`plan.json`'s key) is started over.
+folder left by other settings or other files (`plan.json`'s key) is started over.
 """
 
 from __future__ import annotations
@@ -62,9 +62,12 @@ def work_folder(out: Path) -> Path:
 
 def settings_key(cfg: DataConfig) -> str:
     """What the work folder's content depends on: every data setting but where it goes and how many
-    processes write it."""
+    processes write it, and the log's and catalog's files (path, size, modification time), so a log
+    rewritten in place is never resumed from another's shards."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("prepared", "workers")}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    files = [(str(f), f.stat().st_size, f.stat().st_mtime_ns)
+             for name in (cfg.interactions, cfg.items) for f in locate(Path(cfg.path), name).files]
+    return hashlib.sha256(json.dumps([settings, files], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def shard_count(cfg: DataConfig, log: Table | None = None) -> int:

@@ -136,3 +136,17 @@ def test_a_work_folder_of_other_settings_is_started_over(own_log, tmp_path):
     again = prepared(folder, out, shard_rows=rows // 7)                       # seed 0: another preparation
     assert "a mark left by this test" not in again["summary"]["skipped"]
     same_preparation(again, prepared(folder, tmp_path / "memory", shard_rows=0))
+
+
+def test_a_log_rewritten_in_place_is_not_resumed_from_the_old_shards(own_log, tmp_path):
+    folder, rows = own_log
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "items.parquet").write_bytes((folder / "items.parquet").read_bytes())
+    whole = pq.read_table(folder / "events")
+    pq.write_table(whole.slice(0, rows // 2), log / "events.parquet")
+    cfg = DataConfig(source="parquet", path=str(log), interactions="events.parquet", items="items.parquet",
+                     examples=EXAMPLES, shard_rows=rows // 7)
+    first = partition_pass(cfg, work_folder(tmp_path / "out"))
+    pq.write_table(whole, log / "events.parquet")           # the same name, the whole log now
+    assert partition_pass(cfg, work_folder(tmp_path / "out")).rows > first.rows
