@@ -9,6 +9,8 @@ Writes examples.parquet, items.parquet, summary.json and config.yaml into `out`
 (default runs/<run.name>/data) and prints a summary: users, examples per split,
 discovery share, mean history length, the history window (set by the size: pass the size
 of the runs that will read it), and everything skipped with where it happened.
+Own logs are prepared in shards of users on every core (data.shard_rows, data.workers;
+examples.parquet is then a folder of part files, read as one dataset); a stopped run resumes.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ __all__ = ["Plan", "canonical_pass", "examples_pass", "partition_pass", "popular
            "shard_count", "work_folder"]
 
 SHARD = "shard"
+ROW_GROUP_ROWS = 1 << 16
+"""Rows per row group of the partitioned log (and at most held per open shard file)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,10 @@ def _partition(cfg: DataConfig, source: LogSource, catalog: pa.Table, shards: in
 
     ds.write_dataset(chained(), folder, schema=first.schema, format="parquet", preserve_order=True,
                      partitioning=ds.partitioning(pa.schema([(SHARD, pa.int32())]), flavor="hive"),
-                     existing_data_behavior="overwrite_or_ignore", basename_template="part-{i}.parquet")
+                     existing_data_behavior="overwrite_or_ignore", basename_template="part-{i}.parquet",
+                     # an open file holds its row group until it is written: small groups bound that
+                     # memory per shard, so it does not grow with the shard count (the log's size)
+                     max_rows_per_group=ROW_GROUP_ROWS)
     if seen["first"] is None:
         raise DataError(f"{cfg.interactions}: no interactions left: none is on an item of the catalog {cfg.items}")
     return Plan(shards, seen["rows"], seen["label"], (seen["first"], seen["last"]), report.as_dict())

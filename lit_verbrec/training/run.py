@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from lit_verbrec.training.checkpoints import (
     AtomicCheckpointIO,
     resumable_checkpoint,
 )
+from lit_verbrec.training.distributed import rank_info
 from lit_verbrec.training.loggers import finish_loggers, stage_loggers
 from lit_verbrec.training.preemption import RequeueOnSignal
 
@@ -84,14 +86,22 @@ def data_folder(cfg: Config, paths: RunPaths) -> Path:
     return Path(cfg.data.prepared) if cfg.data.prepared else paths.run / "data"
 
 
-def prepared_folder(cfg: Config, paths: RunPaths) -> Path:
+def prepared_folder(cfg: Config, paths: RunPaths, poll_s: float = 2.0) -> Path:
     """`data_folder`, prepared now if it is not there yet (<run>/data only); a folder cut to another
-    history window than the run's is refused (data/sources.py check_history_window)."""
+    history window than the run's is refused (data/prepared_folder.py check_history_window). Of the
+    ranks of a job, rank 0 prepares and the others wait for it: one preparation, not one per rank
+    (a sharded one keeps its resumable work in one folder, which two writers would break)."""
     folder = data_folder(cfg, paths)
     if not has_examples(folder):
         if cfg.data.prepared:
             raise FileNotFoundError(f"data.prepared={folder} holds no examples.parquet (tools/prepare_data.py writes it)")
-        prepare(cfg.data, folder, DataReport())
+        rank = rank_info(cfg).global_rank
+        if rank == 0:
+            prepare(cfg.data, folder, DataReport())
+        else:
+            print(f"rank {rank}: waiting for rank 0 to prepare {folder}", flush=True)
+            while not has_examples(folder):      # rank 0 failing ends the job step (srun --kill-on-bad-exit)
+                time.sleep(poll_s)
     check_history_window(folder, cfg.data.examples.history_len, cfg.size.name)
     return folder
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +21,7 @@ from lit_verbrec.data.logs import read_logs
 from lit_verbrec.data.prepared_folder import check_history_window
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
+from lit_verbrec.data.sources import prepare
 from lit_verbrec.training.run import RunPaths, prepared_folder
 
 ITEMS = "item,title,year,genres,tags,kind,series_id,episode\nm1,Heat,1995,Crime,,movie,,\nm2,Up,2009,,,movie,,\n"
@@ -135,3 +138,19 @@ def test_a_folder_without_a_recorded_window_is_taken_as_it_is(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"users": 3}))
     check_history_window(tmp_path, 100, "8b")                   # no error
     check_history_window(tmp_path / "nowhere", 100, "8b")       # no summary at all: no error
+
+
+def test_a_rank_other_than_0_waits_for_rank_0s_preparation(tmp_path, monkeypatch):
+    cfg = compose([f"run.root={tmp_path}", "data.synthetic.users=30", "data.synthetic.interactions_per_user=30"])
+    for name, value in {"LOCAL_RANK": "1", "RANK": "1", "WORLD_SIZE": "2"}.items():   # rank 1 of a torchrun-style job
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    paths = RunPaths.of(cfg)
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("folder", prepared_folder(cfg, paths, poll_s=0.05)))
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive() and not (paths.run / "data").exists()      # waiting, not preparing
+    prepare(cfg.data, paths.run / "data", DataReport())                 # what rank 0 does
+    waiter.join(timeout=10)
+    assert got["folder"] == paths.run / "data"
