@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import lit_verbrec
@@ -119,3 +121,21 @@ def test_offline_nodes_need_the_model_in_a_folder_or_in_hf_home(tmp_path):
     folder = tmp_path / "empty-model"
     folder.mkdir()
     assert "no config.json" in model_problems(compose([*offline, f"size.model={folder}"]))[0]
+
+
+def test_own_logs_in_shards_are_prepared_by_five_cpu_jobs_two_of_them_arrays(tmp_path):
+    rows = pa.table({"user": [f"u{i % 50}" for i in range(3000)], "item": ["m1"] * 3000, "timestamp": list(range(3000))})
+    pq.write_table(rows, tmp_path / "events.parquet")
+    cfg = compose([*SLURM, "stage=all", "data=parquet", f"data.path={tmp_path}", "data.interactions=events.parquet",
+                   "data.shard_rows=1000", "cluster.prepare.mem_gb=32"])
+    parts = dry_run(cfg).split("# ---- ")[1:]
+    names = [p.split(":")[0] for p in parts]
+    assert names == ["prepare.partition", "prepare.canonical", "prepare.popularity", "prepare.examples",
+                     "prepare.publish", "verbalizer", "reasoner"]
+    for part, name in zip(parts, names, strict=True):
+        if name.startswith("prepare."):
+            assert "#SBATCH --mem=32GB" in part and "#SBATCH --ntasks-per-node=1" in part
+            assert not any(line.startswith(("#SBATCH --gpus", "#SBATCH --gres")) for line in part.splitlines())
+        assert ("a job array of 3 tasks" in part.splitlines()[0]) == (name in ("prepare.canonical", "prepare.examples"))
+    for before, part in zip(names, parts[1:]):
+        assert f"#SBATCH --dependency='afterok:<{before} job id>'" in part
