@@ -45,6 +45,13 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 """The folder value Hive and Spark write for a null partition key."""
 
 
+def streamed_parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file to read batch by batch. Without pre-buffering: Arrow's pre-buffer cache keeps
+    every column chunk it read until the reader ends, so a streamed read held the whole file's
+    compressed bytes (775 MB after 100M rows)."""
+    return pq.ParquetFile(path, pre_buffer=False)
+
+
 def _nullable_ints(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
     # Integer ids with nulls would otherwise become floats and print as "42.0".
     return pd.Int64Dtype() if pa.types.is_signed_integer(dtype) else None
@@ -169,7 +176,7 @@ def _file_frames(file: Path, shown: str, encoding: str, keep: RowFilter | None) 
         yield from csv_frames(file, shown, encoding, keep)
         return
     try:
-        parquet, start = pq.ParquetFile(file), 1
+        parquet, start = streamed_parquet(file), 1
         if parquet.metadata.num_rows == 0:
             raise EmptyTable(f"{shown}: no rows")
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
@@ -206,7 +213,7 @@ def column_batches(table: Table, column: str, encoding: str) -> Iterator[pa.Arra
 
 def _file_column(file: Path, column: str, encoding: str) -> Iterator[pa.Array]:
     if file.suffix.lower() == ".parquet":
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+        for batch in streamed_parquet(file).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
             yield batch.column(0)
         return
     yield from csv_column(file, column, encoding)
@@ -216,7 +223,7 @@ def _read_file(path: Path, name: str, encoding: str, keep: RowFilter | None = No
     if path.suffix.lower() == ".csv":
         return read_csv(path, name, encoding, keep)
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path) if keep is None else streamed_parquet(path)
         if file.metadata.num_rows == 0:
             raise EmptyTable(f"{name}: no rows")
         if keep is None:
@@ -244,7 +251,7 @@ def _head_file(path: Path, name: str, encoding: str, rows: int,
                keep: RowFilter | None = None) -> tuple[pd.DataFrame, str] | None:
     if path.suffix.lower() == ".parquet":
         try:
-            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+            batch = next(streamed_parquet(path).iter_batches(batch_size=rows), None)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
         if batch is None or batch.num_rows == 0:
