@@ -50,6 +50,11 @@ from lit_verbrec.data.shard_passes import (
 __all__ = ["prepare_in_shards"]
 
 
+def _cores() -> int:
+    """The cores this process may use (a Slurm job's allocation, a taskset), or the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def prepare_in_shards(cfg: DataConfig, out: Path, report: DataReport, progress: bool = True) -> dict:
     """Prepare the log `cfg` names into `out` (items.parquet, summary.json, examples.parquet/ last);
     returns the summary, its skips also counted in `report`. Raises DataError on bad input (the
@@ -58,7 +63,7 @@ def prepare_in_shards(cfg: DataConfig, out: Path, report: DataReport, progress: 
     work = work_folder(out)
     try:
         plan = partition_pass(cfg, work)
-        workers = min(cfg.workers or len(os.sched_getaffinity(0)), plan.shards)
+        workers = min(cfg.workers or _cores(), plan.shards)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             for name, run in (("canonical", canonical_pass), ("examples", examples_pass)):
                 if name == "examples":
