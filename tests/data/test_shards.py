@@ -14,9 +14,10 @@ import pytest
 
 from lit_verbrec.config.schema import DataConfig, ExamplesConfig, SyntheticConfig
 from lit_verbrec.data import csv_files, shard_passes, tables
+from lit_verbrec.data.draws import mix
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
-from lit_verbrec.data.shard_passes import canonical_pass, partition_pass, work_folder
+from lit_verbrec.data.shard_passes import canonical_pass, id_hashes, partition_pass, work_folder
 from lit_verbrec.data.sources import prepare
 from lit_verbrec.data.synthetic import generate
 
@@ -152,3 +153,17 @@ def test_a_log_rewritten_in_place_is_not_resumed_from_the_old_shards(own_log, tm
     first = partition_pass(cfg, work_folder(tmp_path / "out"))
     pq.write_table(whole, log / "events.parquet")           # the same name, the whole log now
     assert partition_pass(cfg, work_folder(tmp_path / "out")).rows > first.rows
+
+
+def test_a_users_shard_hash_is_fnv1a_of_its_text_whatever_the_batch():
+    def reference(text: str) -> int:                 # FNV-1a 64, written out from its definition
+        h = 0xCBF29CE484222325
+        for byte in text.encode():
+            h = ((h ^ byte) * 0x100000001B3) % 2**64
+        return h
+    ids = ["u1", "member-000042", "", "héllo", "u1"]
+    got = id_hashes(pa.array(ids + [None]))
+    assert list(got[:5]) == list(mix(np.array([reference(t) for t in ids], dtype=np.uint64)))
+    assert got[5] == got[2] and got[0] == got[4]                   # a missing id hashes as the empty one
+    sliced = pa.chunked_array([pa.array(["x", "héllo", "u1"]).slice(1), pa.array(["member-000042"])])
+    assert list(id_hashes(sliced)) == [got[3], got[0], got[1]]      # offsets of slices and chunks respected
