@@ -34,8 +34,10 @@ PER_USER = 100
 GENRES = ["Drama", "Comedy", "Action", "Thriller", "Documentary", "Romance", "Horror", "Animation", "Crime", "Sci-Fi"]
 
 
-def write_logs(folder: Path, rows: int, seed: int = 0, fmt: str = "parquet") -> str:
-    """events.<fmt> (`rows` rows) and items.parquet in `folder`; returns the log's file name."""
+def write_logs(folder: Path, rows: int, seed: int = 0, fmt: str = "parquet", order: str = "user") -> str:
+    """events.<fmt> (`rows` rows) and items.parquet in `folder`; returns the log's file name. `order`:
+    "user" (each user's rows together, in time order) or "time" (the whole log in time order, as an
+    event stream is written: consecutive rows are of different users)."""
     rng = np.random.default_rng(seed)
     items = pa.table({
         "item_id": pa.array([f"t{i}" for i in range(TITLES)]),
@@ -51,10 +53,11 @@ def write_logs(folder: Path, rows: int, seed: int = 0, fmt: str = "parquet") -> 
         n = min(1_000_000, rows - start)
         index = np.arange(start, start + n)
         popular = (rng.zipf(1.3, n) - 1) % TITLES
+        member, step = (index // PER_USER % users, index % PER_USER) if order == "user" else (index % users, index // users)
         chunk = pa.table({
-            "member": pa.array(np.char.add("m", (index // PER_USER % users).astype(str))),
+            "member": pa.array(np.char.add("m", member.astype(str))),
             "item": pa.array(np.char.add("t", popular.astype(str))),
-            "ts": pa.array(1_735_689_600 + (index % PER_USER) * 3_600 + index // PER_USER),
+            "ts": pa.array(1_735_689_600 + step * 3_600 + member),
             "kind": pa.array(np.array(["play", "trailer", "thumb_up"])[rng.choice(3, n, p=[0.8, 0.15, 0.05])]),
             "seconds": pa.array(rng.integers(60, 7_200, n).astype(np.float64)),
         })
@@ -114,10 +117,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", default="1000000,5000000", help="log sizes, comma-separated")
     parser.add_argument("--sample", type=float, default=0.1, help="data.sample_users of the sampled run")
     parser.add_argument("--format", default="parquet", choices=("parquet", "csv"), help="the log file's format")
+    parser.add_argument("--order", default="user", choices=("user", "time"),
+                        help="the log's row order: each user's rows together, or the whole log in time order")
     parser.add_argument("--runs", default="memory,shards,sample", help=f"which of {', '.join(RUNS)}, comma-separated")
     parser.add_argument("--settings", default="", help="more overrides for every run, space-separated")
     args = parser.parse_args(argv)
     runs = args.runs.split(",")
+    print(f"log: {args.format}, rows in {args.order} order")
     print("| rows | log | run | time s | peak RSS GB | users |")
     print("|---|---|---|---|---|---|")
     shard_peaks = {}
@@ -125,7 +131,7 @@ def main(argv: list[str]) -> int:
         measured = {}
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            log = write_logs(folder, rows, fmt=args.format)
+            log = write_logs(folder, rows, fmt=args.format, order=args.order)
             for run in runs:
                 name, sample, settings = RUNS[run]
                 sample = args.sample if sample is None else sample
