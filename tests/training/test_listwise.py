@@ -92,9 +92,11 @@ def test_a_candidates_score_depends_on_the_history_only_with_a_global_layer(tiny
         with torch.no_grad():
             scores = candidate_scores(module.policy, ids, mask, torch.tensor(offsets), tokenizer.eos_token_id)
         later = scores[:, 3:]                                                       # [B, 7] candidates D..J
-        return float((later - later[0]).abs().max())
+        # relative to the scores' size: the same lines at other absolute positions differ by fp32
+        # rounding of their rotary angles (about 3e-6 of the score when nothing else differs)
+        return float((later - later[0]).abs().max() / later.abs().max())
 
-    assert spread(reasoner) > 1e-2
+    assert spread(reasoner) > 1e-3
     assert spread(replace(reasoner, tiny=replace(reasoner.tiny, global_layers=0))) < 1e-5
 
 
