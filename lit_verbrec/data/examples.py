@@ -108,9 +108,10 @@ def with_popularity(items: pa.Table, popularity: np.ndarray) -> pa.Table:
 
 
 def shard_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: DataReport, span: tuple[int, int],
-                   popularity: np.ndarray) -> tuple[pa.Table, dict]:
+                   popularity: np.ndarray, by_split: bool = False) -> tuple[pa.Table, dict]:
     """(examples, tally) of the users in `data`, given what is global: the log's time span and the
-    titles' popularity. Every user's examples depend on the user's own rows and these alone."""
+    titles' popularity. Every user's examples depend on the user's own rows and these alone. Rows in
+    user order, or with `by_split` the train rows first, then val, then test (each in user order)."""
     inter = data.interactions
     titles = TitleIndex(data.items)
     log = _log(data, titles, cfg, span)
@@ -142,6 +143,9 @@ def shard_examples(data: CanonicalData, cfg: ExamplesConfig, seed: int, report: 
     rows, negatives = rows[keep], negatives[keep]
     target_index = (uniform(example_keys(seed, "target_index", user_hash[keep], user_rank[keep]), 0)
                     * cfg.num_candidates).astype(np.int64)
+    if by_split:   # built in this order, not reordered after: a copy of every history would double the memory
+        order = np.argsort(split[rows], kind="stable")                          # SPLIT_CODE: train 0, val 1, test 2
+        rows, negatives, target_index = rows[order], negatives[order], target_index[order]
     candidates = _insert(titles.rep_item_code(negatives), titles.item_code(inter["item"])[rows], target_index)
 
     lo = np.maximum(log.user_start[rows], rows - cfg.history_len)

@@ -37,7 +37,7 @@ from lit_verbrec.data.logs import LogSource, open_log, parse_interactions
 from lit_verbrec.data.prepared_folder import EXAMPLES_FILE, write_items_and_summary
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import CanonicalData, DataError
-from lit_verbrec.data.summary import add_tallies, empty_tally, summarize
+from lit_verbrec.data.summary import SPLITS, add_tallies, empty_tally, summarize
 from lit_verbrec.data.tables import Table, locate, table_frames
 from lit_verbrec.data.titles import TitleIndex
 
@@ -47,6 +47,8 @@ __all__ = ["Plan", "canonical_pass", "examples_pass", "partition_pass", "popular
 SHARD = "shard"
 ROW_GROUP_ROWS = 1 << 16
 """Rows per row group of the partitioned log (and at most held per open shard file)."""
+EXAMPLE_ROW_GROUP = 4096
+"""Examples per row group of a shard's part file (one split per group)."""
 PARTITION_CHUNK_ROWS = 1 << 20
 """Rows of the log partitioned by one call of Arrow's dataset writer: what the partition pass holds."""
 
@@ -262,13 +264,28 @@ def examples_pass(cfg: DataConfig, work: Path, k: int) -> bool:
     interactions = feather.read_table(work / "canonical" / f"{k}.arrow")
     if interactions.num_rows:
         examples, tally = shard_examples(CanonicalData(interactions, catalog), cfg.examples, cfg.seed, report,
-                                         plan.span, np.load(work / "popularity.npy"))
+                                         plan.span, np.load(work / "popularity.npy"), by_split=True)
         if examples.num_rows:
             (work / "examples").mkdir(exist_ok=True)
-            atomic_write(work / "examples" / f"part-{k:05d}.parquet", lambda tmp: pq.write_table(examples, tmp))
+            atomic_write(work / "examples" / f"part-{k:05d}.parquet", lambda tmp: _write_by_split(examples, tmp))
     done.parent.mkdir(exist_ok=True)
     atomic_write(done, lambda tmp: tmp.write_text(json.dumps({"tally": tally, "report": report.as_dict()})))
     return True
+
+
+def _write_by_split(examples: pa.Table, path: Path) -> None:
+    """Examples grouped by split (train, val, test; shard_examples(by_split=True)) in row groups of at
+    most EXAMPLE_ROW_GROUP rows, none across two splits: a reader of one split (read_prepared's filter)
+    skips the other splits' row groups by their statistics instead of decoding every history."""
+    split = examples["split"].to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, split[1:] != split[:-1]])
+    order = [SPLITS.index(s) for s in split[starts]]
+    if order != sorted(set(order)):
+        raise AssertionError(f"{path.name}: examples not grouped by split ({list(split[starts])})")
+    with pq.ParquetWriter(path, examples.schema) as writer:
+        for start, end in zip(starts, np.r_[starts[1:], len(split)], strict=True):
+            for at in range(start, end, EXAMPLE_ROW_GROUP):
+                writer.write_table(examples.slice(at, min(EXAMPLE_ROW_GROUP, end - at)))
 
 
 def publish_pass(cfg: DataConfig, work: Path, out: Path) -> dict:

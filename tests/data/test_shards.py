@@ -9,12 +9,14 @@ import re
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from lit_verbrec.config.schema import DataConfig, ExamplesConfig, SyntheticConfig
 from lit_verbrec.data import csv_files, shard_passes, tables
 from lit_verbrec.data.draws import mix
+from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
 from lit_verbrec.data.shard_passes import canonical_pass, id_hashes, partition_pass, work_folder
@@ -167,3 +169,37 @@ def test_a_users_shard_hash_is_fnv1a_of_its_text_whatever_the_batch():
     assert got[5] == got[2] and got[0] == got[4]                   # a missing id hashes as the empty one
     sliced = pa.chunked_array([pa.array(["x", "héllo", "u1"]).slice(1), pa.array(["member-000042"])])
     assert list(id_hashes(sliced)) == [got[3], got[0], got[1]]      # offsets of slices and chunks respected
+
+
+def test_a_split_is_read_from_its_own_row_groups(own_log, tmp_path):
+    folder, rows = own_log
+    sharded = prepared(folder, tmp_path / "shards", shard_rows=rows // 3)
+    whole = prepared(folder, tmp_path / "memory", shard_rows=0)
+    for part in sorted((tmp_path / "shards" / "examples.parquet").iterdir()):
+        meta = pq.ParquetFile(part).metadata
+        column = meta.schema.to_arrow_schema().get_field_index("split")
+        splits = [(meta.row_group(g).column(column).statistics.min, meta.row_group(g).column(column).statistics.max)
+                  for g in range(meta.num_row_groups)]
+        assert all(low == high for low, high in splits) and len(splits) >= 3      # one split per row group
+        order = [low for low, _ in splits]
+        assert order == sorted(order, key=["train", "val", "test"].index)
+    for split in ("train", "val", "test"):
+        got, _ = read_prepared(tmp_path / "shards", split)
+        expected = whole["examples"].filter(pc.equal(whole["examples"]["split"], split))
+        assert got.sort_by("example_id").equals(expected) and got.num_rows > 0
+    assert sharded["examples"].equals(whole["examples"])
+
+
+def test_a_part_file_holds_its_splits_in_order_in_row_groups_of_one_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(shard_passes, "EXAMPLE_ROW_GROUP", 8)
+    split = ["train"] * 30 + ["val"] * 10 + ["test"] * 10
+    table = pa.table({"example_id": [f"e{i}" for i in range(50)], "split": split})
+    shard_passes._write_by_split(table, tmp_path / "part.parquet")
+    meta = pq.ParquetFile(tmp_path / "part.parquet").metadata
+    groups = [meta.row_group(g).column(1).statistics for g in range(meta.num_row_groups)]
+    assert [(s.min, s.max, meta.row_group(g).num_rows) for g, s in enumerate(groups)] == [
+        ("train", "train", 8), ("train", "train", 8), ("train", "train", 8), ("train", "train", 6),
+        ("val", "val", 8), ("val", "val", 2), ("test", "test", 8), ("test", "test", 2)]
+    assert pq.read_table(tmp_path / "part.parquet").equals(table)
+    with pytest.raises(AssertionError, match="not grouped by split"):
+        shard_passes._write_by_split(table.take(pa.array([0, 45, 1])), tmp_path / "mixed.parquet")
