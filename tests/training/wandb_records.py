@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -45,6 +46,13 @@ def history(path: Path) -> list[dict]:
     return [_items(r.history.item) for r in records(path) if r.WhichOneof("record_type") == "history"]
 
 
-def exit_codes(path: Path) -> list[int]:
-    """The exit code of each `finish` the run file records (one for a finished run)."""
-    return [r.exit.exit_code for r in records(path) if r.WhichOneof("record_type") == "exit"]
+def exit_codes(path: Path, wait_s: float = 30.0) -> list[int]:
+    """The exit code of each `finish` the run file records (one for a finished run). The file is written
+    by W&B's service process, which may still be writing its last records when `finish` has returned
+    (one CI run read none right after a failed stage's `finish`): waits up to `wait_s` for one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        codes = [r.exit.exit_code for r in records(path) if r.WhichOneof("record_type") == "exit"]
+        if codes or time.monotonic() > deadline:
+            return codes
+        time.sleep(0.2)
