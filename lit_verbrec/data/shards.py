@@ -8,7 +8,7 @@ a shard:
 1. **partition** (one process): the log is streamed batch by batch (data/tables.py; the
    data.sample_users filter applied while reading), each batch parsed and checked as the in-memory
    read checks it (bad rows raise with file, row and column, or are counted), and written by Arrow's
-   dataset writer into `shard=k/` folders, k = a hash of the user id (FNV-1a, data/shard_passes.py) mod the
+   dataset writer into `shard=k/` folders, k = a hash of the user id (FNV-1a, data/partition.py) mod the
    shard count. The span is taken on the way, over rows on catalog items.
 2. **canonical** (per shard): de-duplicate, drop orphans, sort (data/canonical.py), choose the
    targets; each shard's title plays (without its validation and test targets) add up to the

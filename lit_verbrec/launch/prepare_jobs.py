@@ -1,6 +1,6 @@
 """stage=prepare under cluster=slurm, for own logs prepared in shards: five jobs, two of them arrays.
 
-    prepare.partition    one task: the log streamed into shards of users (data/shard_passes.py)
+    prepare.partition    one task: the log streamed into shards of users (data/partition.py)
     prepare.canonical    a job array, one task per shard: de-duplicate, sort, title plays
     prepare.popularity   one task: the shards' plays added
     prepare.examples     a job array, one task per shard: its examples, one part file

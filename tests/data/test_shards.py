@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from lit_verbrec.config.schema import DataConfig, ExamplesConfig, SyntheticConfig
-from lit_verbrec.data import csv_files, shard_passes, tables
+from lit_verbrec.data import csv_files, partition, shard_passes, tables
 from lit_verbrec.data.draws import mix
+from lit_verbrec.data.partition import id_hashes
 from lit_verbrec.data.prepared_folder import read_prepared
 from lit_verbrec.data.report import DataReport
 from lit_verbrec.data.schema import DataError
-from lit_verbrec.data.shard_passes import canonical_pass, id_hashes, partition_pass, work_folder
+from lit_verbrec.data.shard_passes import canonical_pass, partition_pass, work_folder
 from lit_verbrec.data.sources import prepare
 from lit_verbrec.data.synthetic import generate
 
@@ -67,7 +68,7 @@ def same_preparation(a: dict, b: dict) -> None:
 def test_one_shard_many_shards_and_the_in_memory_path_prepare_the_same(own_log, tmp_path, monkeypatch):
     folder, rows = own_log
     monkeypatch.setattr(tables, "BATCH_ROWS", 128)               # the log streamed in many batches,
-    monkeypatch.setattr(shard_passes, "PARTITION_CHUNK_ROWS", 700)  # partitioned in several chunks
+    monkeypatch.setattr(partition, "PARTITION_CHUNK_ROWS", 700)  # partitioned in several chunks
     whole = prepared(folder, tmp_path / "memory", shard_rows=0)
     assert whole["summary"]["skipped"]["duplicate interactions"]["count"] == 2
     assert whole["summary"]["skipped"]["interactions on items missing from the catalog"]["count"] == 1
